@@ -1,0 +1,493 @@
+"""Reading images and masks, the built-in demo data, and the tf.data pipeline of training tiles.
+
+Conventions:
+
+* images are float32 ``(H, W, C)`` after :func:`normalize`; masks are integer ``(H, W)``;
+* **class masks** hold class ids ``0..K-1`` (0 = background); **instance masks** hold object ids
+  ``0..N`` (0 = background), which become class 1 ("object") and feed the weight map's border term;
+* **normalisation** (:func:`normalize`): integer images are first divided by their dtype's maximum
+  (255 for 8-bit, 65535 for 16-bit) so they lie in [0, 1]; then ``"image"`` (the default)
+  standardises each image to zero mean and unit variance, ``"fixed"`` leaves the [0, 1] range.
+  Prediction and exported models use the same function.
+
+Training tiles follow the paper's overlap-tile strategy: the image is mirror-padded by the network
+margin, a random output window is chosen inside the image, and the input tile is that window grown
+by the margin; labels and weight maps are cut to the output window directly (never by running the
+model). Images smaller than a tile work: labels are padded with class 0 and weight 0, so the padding
+adds nothing to the loss.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._compat import tf
+from .model import Geometry
+from .tiling import mirror_pad
+from .weights import instances_from_mask, to_instances, unet_weight_map
+
+__all__ = [
+    "demo_data",
+    "normalize",
+    "read_image",
+    "read_mask",
+    "list_images",
+    "load_pairs",
+    "TrainingSet",
+    "training_dataset",
+    "crop_to_output",
+    "mask_kind",
+    "targets_from_mask",
+    "IMAGE_SUFFIXES",
+]
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+NORMALIZATIONS = ("image", "fixed")
+
+
+# --------------------------------------------------------------------------------------------
+# Demo data
+
+
+def demo_data(
+    n_images: int = 8,
+    size: int | tuple[int, int] = 256,
+    seed: int = 0,
+    cell_radius: tuple[float, float] = (9.0, 16.0),
+    density: float = 0.9,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic microscopy-like images of touching cells, with their instance labels.
+
+    Cells are grown from random seeds as a noisy Voronoi tessellation limited by a per-cell radius,
+    so many cells touch their neighbours; a 1 px background line (like the membranes of ISBI 2012)
+    separates touching cells in the labels and shows as a faint dark line in the image. Interiors
+    have per-cell brightness and texture, the image is blurred and noisy. Deterministic for a seed.
+
+    Args:
+        n_images: number of images.
+        size: image size in px, ``int`` or ``(height, width)``.
+        seed: random seed.
+        cell_radius: range of cell radii in px.
+        density: fraction of the area seeded with cells (about; 0..1).
+
+    Returns:
+        ``images`` float32 ``(n, H, W, 1)`` in [0, 1] and ``labels`` int32 ``(n, H, W)``
+        (0 = background, 1..N = cells).
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    if n_images < 1 or h < 8 or w < 8:
+        raise ValueError(f"need n_images >= 1 and size >= 8 px, got {n_images} and {(h, w)}")
+    rng = np.random.default_rng(seed)
+    images = np.empty((n_images, h, w, 1), np.float32)
+    labels = np.empty((n_images, h, w), np.int32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for i in range(n_images):
+        r_mean = float(np.mean(cell_radius))
+        n_cells = max(2, int(density * h * w / (np.pi * r_mean**2)))
+        cy = rng.uniform(0, h, n_cells).astype(np.float32)
+        cx = rng.uniform(0, w, n_cells).astype(np.float32)
+        radius = rng.uniform(*cell_radius, n_cells).astype(np.float32)
+        # Noisy distance so borders are wavy, not straight Voronoi edges.
+        wobble = ndi.gaussian_filter(rng.normal(0, 1, (h, w)), 3).astype(np.float32)
+        wobble *= 2.5 / (wobble.std() + 1e-6)
+        seeds = np.ones((h, w), np.uint8)
+        seeds[np.clip(cy.astype(int), 0, h - 1), np.clip(cx.astype(int), 0, w - 1)] = 0
+        _, (iy, ix) = ndi.distance_transform_edt(seeds, return_indices=True)
+        owner_map = np.full((h, w), -1, np.int64)
+        owner_map[np.clip(cy.astype(int), 0, h - 1), np.clip(cx.astype(int), 0, w - 1)] = np.arange(
+            n_cells
+        )
+        owner = owner_map[iy, ix]
+        dist = np.hypot(yy - cy[owner], xx - cx[owner]) + wobble
+        lab = np.where(dist < radius[owner], owner + 1, 0).astype(np.int32)
+        # 1 px background line where two cells touch (4-neighbourhood).
+        border = np.zeros((h, w), bool)
+        for axis in (0, 1):
+            a = np.moveaxis(lab, axis, 0)
+            diff = (a[1:] != a[:-1]) & (a[1:] > 0) & (a[:-1] > 0)
+            np.moveaxis(border, axis, 0)[1:] |= diff
+        lab[border] = 0
+        lab = _relabel(lab)
+
+        brightness = rng.uniform(0.55, 0.9, n_cells + 1).astype(np.float32)
+        brightness[0] = 0.25
+        texture = ndi.gaussian_filter(rng.normal(0, 1, (h, w)), 1.5).astype(np.float32)
+        img = brightness[np.where(lab > 0, owner + 1, 0)] + 0.05 * texture
+        img[border] = 0.4  # faint membrane between touching cells
+        img = ndi.gaussian_filter(img, 1.0) + rng.normal(0, 0.03, (h, w)).astype(np.float32)
+        images[i, ..., 0] = np.clip(img, 0, 1)
+        labels[i] = lab
+    return images, labels
+
+
+def _relabel(lab: np.ndarray) -> np.ndarray:
+    """Consecutive ids 1..N, in order of first appearance in raster order."""
+    ids, first = np.unique(lab, return_index=True)
+    order = ids[np.argsort(first)]
+    lut = np.zeros(int(lab.max()) + 1, np.int32)
+    fg = order[order > 0]
+    lut[fg] = np.arange(1, len(fg) + 1)
+    return lut[lab]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and normalising
+
+
+def normalize(image: np.ndarray, mode: str = "image") -> np.ndarray:
+    """float32 ``(H, W, C)`` image normalised as described in the module docstring.
+
+    ``image`` may be ``(H, W)`` or ``(H, W, C)``, of any integer or float dtype.
+    """
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"image must be (height, width[, channels]), got shape {image.shape}")
+    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
+    if image.dtype == bool:
+        scale = 1.0
+    x = image.astype(np.float32) / np.float32(scale)
+    if mode == "image":
+        x = (x - x.mean()) / max(float(x.std()), 1e-6)
+    return x.astype(np.float32, copy=False)
+
+
+def _imread(path: str | os.PathLike, what: str) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            data = tifffile.imread(str(path))
+        except Exception as exc:  # tifffile raises many types for broken files
+            raise ValueError(f"cannot read {what} {path}: not a readable TIFF ({exc})") from None
+    else:
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if data is None:
+            raise ValueError(
+                f"cannot read {what} {path}: not an image OpenCV can decode (PNG, TIFF, JPEG, BMP)"
+            )
+        if data.ndim == 3:
+            data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA if data.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return data
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one 2-D image as ``(H, W, C)`` in its own dtype (8/16-bit grey or RGB; PNG, TIFF, ...).
+
+    An alpha channel is dropped.
+    """
+    data = _imread(path, "image")
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.ndim != 3:
+        raise ValueError(
+            f"image {path} has shape {data.shape}; expected a 2-D image (a stack? use it as a "
+            "TIFF stack)"
+        )
+    if data.shape[2] == 4:
+        data = data[..., :3]
+    return data
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read one 2-D mask ``(H, W)`` as stored (8/16-bit PNG or TIFF)."""
+    data = _imread(path, "mask")
+    if data.ndim == 3 and data.shape[2] in (3, 4) and np.all(data[..., :3] == data[..., :1]):
+        data = data[..., 0]  # grey mask stored as RGB
+    if data.ndim != 2:
+        raise ValueError(
+            f"mask {path} has shape {data.shape}; expected a 2-D single-channel mask"
+        )
+    return data
+
+
+def _stack_pages(path: Path, what: str) -> list[np.ndarray]:
+    """Pages of a multi-page TIFF (or one page of any image) as 2-D/3-D arrays."""
+    data = _imread(path, what)
+    if path.suffix.lower() in (".tif", ".tiff") and data.ndim == 3 and data.shape[2] not in (3, 4):
+        return [page for page in data]  # (pages, H, W)
+    if path.suffix.lower() in (".tif", ".tiff") and data.ndim == 4:
+        return [page for page in data]  # (pages, H, W, C)
+    return [data]
+
+
+def list_images(folder: str | os.PathLike, what: str = "images") -> list[Path]:
+    """Image files in ``folder`` (sorted), or a clear error if it is missing or has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(
+            f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    return files
+
+
+def load_pairs(
+    images: str | os.PathLike, masks: str | os.PathLike
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Read training pairs from two folders (matched by file stem) or two TIFF stacks.
+
+    Args:
+        images: a folder of images, or a multi-page TIFF stack (ISBI 2012's train-volume.tif).
+        masks: the matching folder of masks (same stems; suffixes may differ), or TIFF stack.
+
+    Returns:
+        ``images`` (each ``(H, W, C)``, own dtype), ``masks`` (each ``(H, W)``) and their names.
+
+    Raises:
+        ValueError / FileNotFoundError naming the unmatched or unreadable files.
+    """
+    images, masks = Path(images), Path(masks)
+    if images.is_file() or masks.is_file():
+        if not (images.is_file() and masks.is_file()):
+            raise ValueError(
+                f"give two folders or two TIFF stacks; got {images} and {masks}"
+            )
+        xs, ys = _stack_pages(images, "image stack"), _stack_pages(masks, "mask stack")
+        if len(xs) != len(ys):
+            raise ValueError(
+                f"{images} has {len(xs)} pages but {masks} has {len(ys)}; they must match"
+            )
+        names = [f"{images.name}[{i}]" for i in range(len(xs))]
+        xs = [x[..., None] if x.ndim == 2 else x for x in xs]
+        for y, name in zip(ys, names):
+            if y.ndim != 2:
+                raise ValueError(f"{name}: mask page has shape {y.shape}; expected 2-D")
+        return xs, ys, names
+    image_files = {p.stem: p for p in list_images(images, "images")}
+    mask_files = {p.stem: p for p in list_images(masks, "masks")}
+    only_images = sorted(set(image_files) - set(mask_files))
+    only_masks = sorted(set(mask_files) - set(image_files))
+    if only_images or only_masks:
+        parts = []
+        if only_images:
+            parts.append(f"images without a mask: {', '.join(only_images[:10])}")
+        if only_masks:
+            parts.append(f"masks without an image: {', '.join(only_masks[:10])}")
+        raise ValueError(
+            f"images in {images} and masks in {masks} must match by file name; "
+            + "; ".join(parts)
+        )
+    stems = sorted(image_files)
+    xs = [read_image(image_files[s]) for s in stems]
+    ys = [read_mask(mask_files[s]) for s in stems]
+    return xs, ys, [image_files[s].name for s in stems]
+
+
+# --------------------------------------------------------------------------------------------
+# Masks to training targets
+
+MASK_TYPES = ("auto", "instance", "binary", "class")
+
+
+def mask_kind(mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto") -> str:
+    """Resolve ``mask_type`` "auto" to "binary", "class" or "instance".
+
+    bool masks and masks whose values are within {0, 1} or {0, 255} are binary; with more than two
+    classes, masks whose values are class ids ``< n_classes`` are class masks; anything else is a
+    mask of instance ids.
+    """
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"mask type must be one of {MASK_TYPES}, got {mask_type!r}")
+    if mask_type != "auto":
+        return mask_type
+    values = np.unique(mask)
+    if mask.dtype == bool or set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}:
+        return "binary"
+    if n_classes > 2 and values.max() < n_classes:
+        return "class"
+    return "instance"
+
+
+def targets_from_mask(
+    mask: np.ndarray,
+    n_classes: int = 2,
+    mask_type: str = "auto",
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    class_weights: str | dict | None = "balanced",
+    source: str = "mask",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels and the paper's weight map for one mask.
+
+    * ``binary``: 0 = background, any other value (1 or 255) = class 1; objects for the border term
+      are its 4-connected components;
+    * ``instance``: ids 0..N; class 1 = any object; the ids are the objects;
+    * ``class``: class ids 0..n_classes-1; objects are the connected components of each class.
+
+    ``w0 = 0`` turns the border term off; ``class_weights=None`` turns class balancing off.
+
+    Returns:
+        int32 class labels ``(H, W)`` and float32 weights ``(H, W)``.
+
+    Raises:
+        ValueError: naming ``source`` for a mask that is not 2-D, or whose values do not fit.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{source}: expected a 2-D mask, got shape {mask.shape}")
+    kind = mask_kind(mask, n_classes, mask_type)
+    if kind == "binary":
+        values = np.unique(mask)
+        if values.size > 2 or (values.size == 2 and values[0] != 0):
+            raise ValueError(
+                f"{source}: a binary mask must hold 0 and one other value, found {values.tolist()}"
+            )
+        instances = instances_from_mask(mask)
+        classes = (mask != 0).astype(np.int32)
+    elif kind == "instance":
+        if n_classes != 2:
+            raise ValueError(
+                f"{source}: instance masks give 2 classes (background, object), but "
+                f"{n_classes} classes were asked for; use class masks or --classes 2"
+            )
+        instances = to_instances(mask, "instance")
+        classes = (instances > 0).astype(np.int32)
+    else:
+        values = np.unique(mask)
+        if values.min() < 0 or values.max() >= n_classes or mask.dtype.kind == "f" and np.any(
+            values != np.round(values)
+        ):
+            raise ValueError(
+                f"{source}: a class mask for {n_classes} classes may hold 0..{n_classes - 1}, "
+                f"found values {values.tolist()[:20]}"
+            )
+        classes = mask.astype(np.int32)
+        instances = np.zeros(mask.shape, np.int32)
+        for c in values[values > 0]:
+            comp = instances_from_mask(classes == c)
+            instances = np.where(comp > 0, comp + instances.max(), instances)
+    return classes, unet_weight_map(instances, w0, sigma, class_weights, classes=classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Training tiles
+
+
+def crop_to_output(array, geometry: Geometry):
+    """Centre-crop ``(..., H, W)`` labels or weights cut at the input tile to the output tile.
+
+    Works on NumPy arrays and tensors; the crop is the network margin, known analytically.
+    """
+    m = geometry.margin
+    if m == 0:
+        return array
+    return array[..., m:-m, m:-m]
+
+
+@dataclass
+class TrainingSet:
+    """Images with their per-pixel targets, ready to cut training tiles from.
+
+    Attributes:
+        images: list of float32 ``(H_i, W_i, C)`` normalised images.
+        labels: list of int32 ``(H_i, W_i)`` class ids.
+        weights: list of float32 ``(H_i, W_i)`` weight maps.
+    """
+
+    images: list[np.ndarray]
+    labels: list[np.ndarray]
+    weights: list[np.ndarray]
+
+    def __post_init__(self) -> None:
+        if not self.images:
+            raise ValueError("the training set is empty")
+        if not (len(self.images) == len(self.labels) == len(self.weights)):
+            raise ValueError("images, labels and weights must have the same length")
+        channels = {im.shape[2] for im in self.images}
+        if len(channels) > 1:
+            raise ValueError(f"all images must have the same number of channels, got {channels}")
+        for i, (im, lb, wt) in enumerate(zip(self.images, self.labels, self.weights)):
+            if im.shape[:2] != lb.shape or lb.shape != wt.shape:
+                raise ValueError(
+                    f"item {i}: image {im.shape[:2]}, labels {lb.shape} and weights {wt.shape} "
+                    "must have the same height and width"
+                )
+
+    @property
+    def channels(self) -> int:
+        return int(self.images[0].shape[2])
+
+
+def training_dataset(
+    data: TrainingSet,
+    geometry: Geometry,
+    tile_size: int,
+    batch_size: int = 1,
+    seed: int = 0,
+    augment=None,
+) -> tf.data.Dataset:
+    """An endless, deterministic ``tf.data.Dataset`` of random training tiles.
+
+    Args:
+        data: the images, class labels and weight maps.
+        geometry: the network's :class:`~keras_unet.model.Geometry`.
+        tile_size: input tile size in px (validated; the error names the nearest valid sizes).
+        batch_size: tiles per batch.
+        seed: the same seed gives the same tiles.
+        augment: optional ``fn(image, labels, weights, seed) -> (image, labels, weights)`` of
+            TensorFlow ops applied to every input tile (labels and weights at the input size)
+            before the crop to the output.
+
+    Returns:
+        Batches of ``{"image": (B, T, T, C) float32, "labels": (B, O, O) int32,
+        "weights": (B, O, O) float32}``, ``O = geometry.output_size(T)``: the input of
+        :func:`keras_unet.build_training_model`.
+    """
+    out = geometry.check(tile_size, "tile size")
+    m = geometry.margin
+    n = len(data.images)
+    # Every image gets a label extent of at least one output tile (padded with class 0, weight 0).
+    ext_h = [max(im.shape[0], out) for im in data.images]
+    ext_w = [max(im.shape[1], out) for im in data.images]
+    H, W = max(ext_h) + 2 * m, max(ext_w) + 2 * m
+    c = data.channels
+    images = np.zeros((n, H, W, c), np.float32)
+    labels = np.zeros((n, H, W), np.int32)
+    weights = np.zeros((n, H, W), np.float32)
+    for i, (im, lb, wt) in enumerate(zip(data.images, data.labels, data.weights)):
+        h, w = im.shape[:2]
+        # Mirror the image by the margin and out to the label extent; labels/weights pad with 0.
+        padded = mirror_pad(im, (m, ext_h[i] - h + m, m, ext_w[i] - w + m))
+        images[i, : padded.shape[0], : padded.shape[1]] = padded
+        labels[i, m : m + h, m : m + w] = lb
+        weights[i, m : m + h, m : m + w] = wt
+    # Output windows start anywhere inside the label extent.
+    max_y = tf.constant(np.array(ext_h) - out + 1, tf.int32)
+    max_x = tf.constant(np.array(ext_w) - out + 1, tf.int32)
+    images_t, labels_t, weights_t = (tf.constant(a) for a in (images, labels, weights))
+
+    def sample(step):
+        s = tf.stack([tf.cast(seed, tf.int64), step])
+        idx = tf.random.stateless_uniform([], s, 0, n, dtype=tf.int32)
+        yx = tf.random.stateless_uniform([2], s + [0, 1 << 40], 0, 1 << 30, dtype=tf.int32)
+        y, x = yx[0] % max_y[idx], yx[1] % max_x[idx]
+        image = images_t[idx, y : y + tile_size, x : x + tile_size]
+        lab = labels_t[idx, y : y + tile_size, x : x + tile_size]
+        wt = weights_t[idx, y : y + tile_size, x : x + tile_size]
+        image = tf.ensure_shape(image, [tile_size, tile_size, c])
+        if augment is not None:
+            image, lab, wt = augment(image, lab, wt, s + [0, 2 << 40])
+        return {
+            "image": image,
+            "labels": crop_to_output(lab, geometry),
+            "weights": crop_to_output(wt, geometry),
+        }
+
+    ds = tf.data.Dataset.counter().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
