@@ -1,0 +1,112 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keras_unet.cli import main
+
+TINY = ["--depth", "2", "--filters", "4", "--tile-size", "34", "--epochs", "1",
+        "--steps-per-epoch", "2", "--batch-size", "1"]
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("fit", "export", "weight-map"):
+        assert command in result.output
+
+
+def test_fit_on_demo_data_then_export(tmp_path):
+    run_dir, exports = tmp_path / "run", tmp_path / "exported"
+    result = run("fit", *TINY, "--output", run_dir, "--export", "unet", "--export-dir", exports)
+    assert result.exit_code == 0, result.output
+    assert "built-in demo data" in result.output
+    assert (run_dir / "model.keras").is_file()
+    assert (run_dir / "history.csv").read_text().startswith("epoch")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["depth"] == 2 and config["tile_size"] == 34
+    assert f"SavedModel exported to {exports / 'unet' / '1'}" in result.output
+    assert (exports / "unet" / "1" / "saved_model.pb").is_file()
+
+    # a second fit into the same run directory is refused unless --overwrite
+    again = run("fit", *TINY, "--output", run_dir)
+    assert again.exit_code == 1
+    assert "holds another run" in again.output and "Traceback" not in again.output
+
+    exported = run("export", run_dir / "model.keras", "--name", "unet", "--output", exports)
+    assert exported.exit_code == 0 and "unet/2" in exported.output
+    clash = run("export", run_dir / "model.keras", "--output", exports, "--version", "1")
+    assert clash.exit_code == 1 and "already exists" in clash.output
+
+
+def test_fit_from_folders(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        image = rng.integers(0, 255, (30, 40), np.uint8)
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), image)
+        cv2.imwrite(str(tmp_path / "msk" / f"{i}.png"), np.where(image > 128, 255, 0).astype(np.uint8))
+    result = run("fit", *TINY, "--images", tmp_path / "img", "--masks", tmp_path / "msk",
+                 "--output", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "Read 2 image/mask pairs" in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--tile-size", "35"], "tile size 35 is not valid"),
+        (["--images", "nowhere", "--masks", "nowhere"], "images folder nowhere does not exist"),
+        (["--images", "x"], "give both --images and --masks"),
+        (["--lr", "0"], "lr must be > 0"),
+    ],
+)
+def test_fit_bad_input_is_one_line(tmp_path, args, message):
+    result = run("fit", "--depth", "2", "--tile-size", "34", "--output", tmp_path / "r", *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_export_bad_model_path(tmp_path):
+    result = run("export", tmp_path / "missing.keras")
+    assert result.exit_code == 1 and "is not a .keras model file" in result.output
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"garbage")
+    result = run("export", broken, "--output", tmp_path / "out")
+    assert result.exit_code == 1 and "cannot load" in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("saved_model.pb"))
+
+
+def test_weight_map_command(tmp_path):
+    mask = np.full((40, 41), 255, np.uint8)
+    mask[:, 20] = 0  # a membrane between two cells
+    path = tmp_path / "mask.png"
+    cv2.imwrite(str(path), mask)
+    result = run("weight-map", path, "--output", tmp_path / "w")
+    assert result.exit_code == 0, result.output
+    assert "2 objects; weights min" in result.output
+    w = np.load(tmp_path / "w.npy")
+    assert w.shape == (40, 41) and np.argmax(w.max(axis=0)) == 20
+    picture = cv2.imread(str(tmp_path / "w.png"))
+    assert picture.shape[0] == 40 and picture.shape[1] > 41
+    # the membrane column is the brightest part of the picture
+    assert picture[:, 20].sum() > picture[:, 10].sum()
+
+
+def test_weight_map_bad_input(tmp_path):
+    result = run("weight-map", tmp_path / "none.png", "-o", tmp_path / "w")
+    assert result.exit_code == 1 and "does not exist" in result.output
+    cv2.imwrite(str(tmp_path / "m.png"), np.zeros((5, 5), np.uint8))
+    result = run("weight-map", tmp_path / "m.png", "-o", tmp_path / "w", "--sigma", "-2")
+    assert result.exit_code == 1 and "sigma must be a positive" in result.output
