@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -16,8 +17,9 @@ from . import main
 @click.option("--mask-type", type=click.Choice(["auto", "binary", "instance", "class"]),
               default="auto", show_default=True,
               help="binary: 0 and 1/255; instance: object ids; class: class ids.")
-@click.option("--output", "-o", type=click.Path(), default="runs/unet", show_default=True,
-              help="Run directory for model.keras, config.json and history.csv.")
+@click.option("--output", "-o", type=click.Path(),
+              help="Run directory for model.keras, config.json and history.csv "
+                   "[default: runs/unet-YYYYmmdd-HHMMSS].")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
 @click.option("--depth", type=int, default=5, show_default=True, help="Resolution levels.")
 @click.option("--filters", type=int, default=16, show_default=True,
@@ -54,7 +56,7 @@ def fit(images, masks, mask_type, output, overwrite, export_name, export_dir, **
     config = TrainConfig(mask_type=mask_type, **options)
     config.validate()  # before reading any data: bad options fail fast
 
-    run_dir = Path(output)
+    run_dir = Path(output or time.strftime("runs/unet-%Y%m%d-%H%M%S"))
     if (run_dir / "model.keras").exists() or (run_dir / "config.json").exists():
         if not overwrite:
             raise FileExistsError(
