@@ -55,4 +55,5 @@ def main() -> None:
 
 from . import export as _export  # noqa: E402  (commands register themselves on ``main``)
 from . import fit as _fit  # noqa: E402
+from . import predict as _predict  # noqa: E402
 from . import weight_map as _weight_map  # noqa: E402

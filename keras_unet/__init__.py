@@ -44,6 +44,9 @@ _EXPORTS = {
     "TrainConfig": "training",
     "train": "training",
     "export_saved_model": "export",
+    "predict_tiled": "tiling",
+    "Predictor": "tiling",
+    "segmentation_metrics": "metrics",
 }
 
 
@@ -70,6 +73,9 @@ __all__ = [
     "class_weight_map",
     "demo_data",
     "export_saved_model",
+    "predict_tiled",
+    "Predictor",
+    "segmentation_metrics",
     "geometry_of",
     "instances_from_mask",
     "is_valid_input_size",

@@ -45,6 +45,7 @@ __all__ = [
     "crop_to_output",
     "mask_kind",
     "targets_from_mask",
+    "labels_from_mask",
     "IMAGE_SUFFIXES",
 ]
 
@@ -314,26 +315,18 @@ def mask_kind(mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto") -> 
     return "instance"
 
 
-def targets_from_mask(
-    mask: np.ndarray,
-    n_classes: int = 2,
-    mask_type: str = "auto",
-    w0: float = 10.0,
-    sigma: float = 5.0,
-    class_weights: str | dict | None = "balanced",
-    source: str = "mask",
+def labels_from_mask(
+    mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto", source: str = "mask"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class labels and the paper's weight map for one mask.
+    """Class labels and instance ids for one mask.
 
-    * ``binary``: 0 = background, any other value (1 or 255) = class 1; objects for the border term
-      are its 4-connected components;
+    * ``binary``: 0 = background, any other value (1 or 255) = class 1; objects are its
+      4-connected components;
     * ``instance``: ids 0..N; class 1 = any object; the ids are the objects;
     * ``class``: class ids 0..n_classes-1; objects are the connected components of each class.
 
-    ``w0 = 0`` turns the border term off; ``class_weights=None`` turns class balancing off.
-
     Returns:
-        int32 class labels ``(H, W)`` and float32 weights ``(H, W)``.
+        int32 class labels ``(H, W)`` and int32 instance ids ``(H, W)``.
 
     Raises:
         ValueError: naming ``source`` for a mask that is not 2-D, or whose values do not fit.
@@ -348,30 +341,48 @@ def targets_from_mask(
             raise ValueError(
                 f"{source}: a binary mask must hold 0 and one other value, found {values.tolist()}"
             )
-        instances = instances_from_mask(mask)
-        classes = (mask != 0).astype(np.int32)
-    elif kind == "instance":
+        return (mask != 0).astype(np.int32), instances_from_mask(mask)
+    if kind == "instance":
         if n_classes != 2:
             raise ValueError(
                 f"{source}: instance masks give 2 classes (background, object), but "
                 f"{n_classes} classes were asked for; use class masks or --classes 2"
             )
         instances = to_instances(mask, "instance")
-        classes = (instances > 0).astype(np.int32)
-    else:
-        values = np.unique(mask)
-        if values.min() < 0 or values.max() >= n_classes or mask.dtype.kind == "f" and np.any(
-            values != np.round(values)
-        ):
-            raise ValueError(
-                f"{source}: a class mask for {n_classes} classes may hold 0..{n_classes - 1}, "
-                f"found values {values.tolist()[:20]}"
-            )
-        classes = mask.astype(np.int32)
-        instances = np.zeros(mask.shape, np.int32)
-        for c in values[values > 0]:
-            comp = instances_from_mask(classes == c)
-            instances = np.where(comp > 0, comp + instances.max(), instances)
+        return (instances > 0).astype(np.int32), instances
+    values = np.unique(mask)
+    if values.min() < 0 or values.max() >= n_classes or mask.dtype.kind == "f" and np.any(
+        values != np.round(values)
+    ):
+        raise ValueError(
+            f"{source}: a class mask for {n_classes} classes may hold 0..{n_classes - 1}, "
+            f"found values {values.tolist()[:20]}"
+        )
+    classes = mask.astype(np.int32)
+    instances = np.zeros(mask.shape, np.int32)
+    for c in values[values > 0]:
+        comp = instances_from_mask(classes == c)
+        instances = np.where(comp > 0, comp + instances.max(), instances)
+    return classes, instances
+
+
+def targets_from_mask(
+    mask: np.ndarray,
+    n_classes: int = 2,
+    mask_type: str = "auto",
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    class_weights: str | dict | None = "balanced",
+    source: str = "mask",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels and the paper's weight map for one mask (see :func:`labels_from_mask`).
+
+    ``w0 = 0`` turns the border term off; ``class_weights=None`` turns class balancing off.
+
+    Returns:
+        int32 class labels ``(H, W)`` and float32 weights ``(H, W)``.
+    """
+    classes, instances = labels_from_mask(mask, n_classes, mask_type, source)
     return classes, unet_weight_map(instances, w0, sigma, class_weights, classes=classes)
 
 

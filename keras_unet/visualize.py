@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["colorize", "weight_map_image", "write_png"]
+__all__ = ["colorize", "overlay", "weight_map_image", "write_png"]
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
@@ -49,3 +49,21 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
         raise OSError(f"cannot write {path}")
     os.replace(tmp, path)
     return path
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """RGB uint8 picture of ``mask`` (class ids) over ``image``: tinted classes, outlined objects."""
+    img = np.asarray(image, np.float64)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    lo, hi = np.percentile(img, (0.5, 99.5)) if img.size else (0, 1)
+    grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255
+    rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+    palette = np.array([[0, 0, 0], [255, 64, 64], [64, 160, 255], [64, 255, 64], [255, 200, 0],
+                        [200, 64, 255]], np.float64)
+    mask = np.asarray(mask)
+    tint = palette[np.clip(mask, 0, len(palette) - 1)]
+    out = np.where(mask[..., None] > 0, (1 - alpha) * rgb + alpha * tint, rgb).astype(np.uint8)
+    edges = cv2.morphologyEx((mask > 0).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    out[edges > 0] = (255, 255, 0)
+    return out

@@ -110,3 +110,42 @@ def test_weight_map_bad_input(tmp_path):
     cv2.imwrite(str(tmp_path / "m.png"), np.zeros((5, 5), np.uint8))
     result = run("weight-map", tmp_path / "m.png", "-o", tmp_path / "w", "--sigma", "-2")
     assert result.exit_code == 1 and "sigma must be a positive" in result.output
+
+
+def test_predict_and_evaluate(tmp_path):
+    import tifffile
+
+    from keras_unet.data import demo_data
+    from keras_unet.model import build_unet
+
+    model = tmp_path / "m.keras"
+    build_unet(depth=2, filters=2).save(model)
+    images, labels = demo_data(2, (45, 70), seed=1)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), (images[i, ..., 0] * 255).astype(np.uint8))
+        cv2.imwrite(str(tmp_path / "msk" / f"{i}.png"), labels[i].astype(np.uint16))
+    tifffile.imwrite(tmp_path / "stack.tif", (images[:, ..., 0] * 255).astype(np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+
+    result = run("predict", model, tmp_path / "img", tmp_path / "stack.tif", tmp_path / "bad.png",
+                 "--output", tmp_path / "out", "--save-probabilities")
+    assert result.exit_code == 1  # one bad file: reported, the others still predicted
+    assert "bad.png: not an image" in result.output
+    assert "Wrote masks of 3 of 4 inputs" in result.output
+    for i in range(2):
+        mask = cv2.imread(str(tmp_path / "out" / f"{i}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (45, 70) and set(np.unique(mask)) <= {0, 255}
+        assert np.load(tmp_path / "out" / f"{i}_probabilities.npy").shape == (45, 70, 2)
+        assert (tmp_path / "out" / f"{i}_overlay.png").is_file()
+    assert tifffile.imread(tmp_path / "out" / "stack_mask.tif").shape == (2, 45, 70)
+
+    result = run("evaluate", model, "--images", tmp_path / "img", "--masks", tmp_path / "msk", "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output[result.output.index("{"):])
+    assert [r["image"] for r in scores["images"]] == ["0.png", "1.png"]
+    assert 0 <= scores["mean"]["pixel_error"] <= 1 and "rand_error" in scores["mean"]
+
+    result = run("predict", model, tmp_path / "img", "-o", tmp_path / "o2", "--tile-size", "35")
+    assert result.exit_code == 1 and "tile size 35 is not valid" in result.output

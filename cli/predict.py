@@ -1,0 +1,137 @@
+"""``keras-unet predict`` and ``keras-unet evaluate``: segment images, and score the segmentation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import main
+
+
+def _inputs(paths: tuple[str, ...]) -> list[Path]:
+    """Expand files and folders into image files (TIFF stacks count as one input)."""
+    from keras_unet.data import IMAGE_SUFFIXES, list_images
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(list_images(p, "input"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"input {p} does not exist")
+    unknown = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _pages(path: Path) -> list:
+    """The 2-D images in ``path``: one for a plain image, one per page of a TIFF stack."""
+    from keras_unet.data import _stack_pages
+
+    return _stack_pages(path, "image")
+
+
+def _mask_image(classes, n_classes: int):
+    import numpy as np
+
+    # two classes: 0/255 so the PNG is visible; more: the class ids themselves
+    return (classes * 255).astype(np.uint8) if n_classes == 2 else classes.astype(np.uint8)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--output", "-o", type=click.Path(), required=True, help="Folder for the results.")
+@click.option("--tile-size", type=int, help="Input tile size in px (default: chosen per image).")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Tiles per forward pass.")
+@click.option("--tta", is_flag=True, help="Average over flips and 90-degree rotations (8x slower).")
+@click.option("--save-probabilities", is_flag=True, help="Also write NAME_probabilities.npy.")
+@click.option("--overlay/--no-overlay", default=True, show_default=True,
+              help="Write NAME_overlay.png: the mask over the image.")
+def predict(model, inputs, output, tile_size, batch_size, tta, save_probabilities, overlay) -> None:
+    """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras or SavedModel folder).
+
+    Writes NAME_mask.png per image (0/255 for two classes, class ids otherwise; a multi-page
+    NAME_mask.tif for TIFF stacks). A file that cannot be read is reported and skipped.
+    """
+    import numpy as np
+    import tifffile
+
+    from keras_unet.tiling import Predictor
+    from keras_unet.visualize import overlay as overlay_image
+    from keras_unet.visualize import write_png
+
+    files = _inputs(inputs)
+    predictor = Predictor(model, tile_size, batch_size, tta)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    with click.progressbar(files, label="Predicting", item_show_func=lambda p: p and p.name) as bar:
+        for path in bar:
+            try:
+                pages = _pages(path)
+                masks = []
+                for i, page in enumerate(pages):
+                    name = path.name if len(pages) == 1 else f"{path.name}[{i}]"
+                    probs = predictor(page, name)
+                    masks.append(_mask_image(probs.argmax(-1), predictor.n_classes))
+                    stem = path.stem if len(pages) == 1 else f"{path.stem}_{i:03d}"
+                    if save_probabilities:
+                        np.save(out / f"{stem}_probabilities.npy", probs.astype(np.float32))
+                    if overlay:
+                        write_png(out / f"{stem}_overlay.png", overlay_image(page, probs.argmax(-1)))
+                if len(pages) == 1:
+                    write_png(out / f"{path.stem}_mask.png", masks[0])
+                else:
+                    tmp = out / f".{path.stem}_mask.partial.tif"
+                    tifffile.imwrite(tmp, np.stack(masks))
+                    tmp.replace(out / f"{path.stem}_mask.tif")
+            except (ValueError, OSError) as exc:
+                message = str(exc)  # most messages name the file already
+                failed.append(message if path.name in message else f"{path}: {message}")
+    for line in failed:
+        click.echo(f"Error: {line}", err=True)
+    click.echo(f"Wrote masks of {len(files) - len(failed)} of {len(files)} inputs to {out}")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--images", required=True, type=click.Path(), help="Folder of images (or TIFF stack).")
+@click.option("--masks", required=True, type=click.Path(), help="Matching ground-truth masks.")
+@click.option("--mask-type", type=click.Choice(["auto", "binary", "instance", "class"]),
+              default="auto", show_default=True)
+@click.option("--tile-size", type=int, help="Input tile size in px.")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--tta", is_flag=True, help="Test-time augmentation (flips and rotations).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json) -> None:
+    """Score MODEL on labelled images: pixel error, foreground IoU and Dice, ISBI Rand error."""
+    from keras_unet.data import labels_from_mask, load_pairs
+    from keras_unet.metrics import segmentation_metrics, summarize
+    from keras_unet.tiling import Predictor
+
+    xs, ys, names = load_pairs(images, masks)
+    predictor = Predictor(model, tile_size, batch_size, tta)
+    rows = []
+    with click.progressbar(list(zip(xs, ys, names)), label="Evaluating") as bar:
+        for x, y, name in bar:
+            truth, _ = labels_from_mask(y, predictor.n_classes, mask_type, name)
+            if truth.shape != x.shape[:2]:
+                raise ValueError(f"{name}: image and mask sizes differ ({x.shape[:2]} vs {truth.shape})")
+            pred = predictor(x, name).argmax(-1)
+            rows.append({"image": name, **segmentation_metrics(pred, truth)})
+    overall = summarize([{k: v for k, v in r.items() if k != "image"} for r in rows])
+    if as_json:
+        click.echo(json.dumps({"images": rows, "mean": overall}, indent=2))
+        return
+    header = f"{'image':24s} {'pixel err':>9s} {'IoU':>7s} {'Dice':>7s} {'Rand err':>9s}"
+    click.echo(header)
+    for r in rows + [{"image": "mean", **overall}]:
+        click.echo(f"{r['image'][:24]:24s} {r['pixel_error']:9.4f} {r['iou']:7.4f} "
+                   f"{r['dice']:7.4f} {r['rand_error']:9.4f}")
