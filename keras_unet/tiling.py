@@ -212,7 +212,7 @@ def predict_tiled(
         tiles = np.stack([padded[y : y + tile, x0 : x0 + tile] for y, x0 in chunk])
         probs = 0.0
         for k in transforms:
-            pred = np.asarray(model(_dihedral(tiles, k).copy(), training=False), np.float32)
+            pred = np.asarray(model.predict_on_batch(_dihedral(tiles, k).copy()), np.float32)
             probs = probs + _dihedral(pred, k, inverse=True)
         probs = probs / len(transforms)
         for (y, x0), p in zip(chunk, probs):
