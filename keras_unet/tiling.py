@@ -96,7 +96,7 @@ def plan_axis(size: int, tile: int, geometry: Geometry, overlap: int = 0) -> Til
     if geometry.padding == "valid":
         stride = out - out % f
         if stride < 1:
-            lower, upper = geometry.nearest(geometry.input_size_for_output(f))
+            upper = geometry.nearest(geometry.input_size_for_output(f))[1]
             raise ValueError(
                 f"tile size {tile} gives a {out} px output, smaller than the {f} px stride the "
                 f"network needs; use a tile of at least {upper} px"
