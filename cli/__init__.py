@@ -7,7 +7,6 @@ TensorFlow. Bad input ends in one line ``Error: ...`` and exit status 1, never a
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -19,9 +18,8 @@ __all__ = ["main"]
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)
 
 
-def quiet_tensorflow() -> None:
-    """Hide TensorFlow's start-up chatter (set before TensorFlow is imported; user value wins)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_keras() -> None:
+    """Hide Keras' UserWarnings (e.g. about dataset shuffling) that say nothing to a CLI user."""
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
 
 
@@ -50,7 +48,7 @@ def main() -> None:
     Quick start on the built-in demo data:
       keras-unet fit --export unet      # train on CPU, export a SavedModel
     """
-    quiet_tensorflow()
+    quiet_keras()
 
 
 from . import export as _export  # noqa: E402  (commands register themselves on ``main``)

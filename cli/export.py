@@ -24,10 +24,10 @@ def export(model, name, version, output, overwrite) -> None:
         raise FileNotFoundError(
             f"{path} is not a .keras model file; give the model.keras that `keras-unet fit` wrote"
         )
-    normalization = "image"
     config_file = path.with_name("config.json")
-    if config_file.is_file():
-        normalization = json.loads(config_file.read_text()).get("normalization", "image")
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    normalization = config.get("normalization", "image")
+    scale = float(config.get("input_scale", 255.0))
 
     from keras_unet._compat import keras
     from keras_unet.export import export_saved_model
@@ -36,5 +36,5 @@ def export(model, name, version, output, overwrite) -> None:
         unet = keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types for a broken file
         raise ValueError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
-    out = export_saved_model(unet, output, name, version, overwrite, normalization)
+    out = export_saved_model(unet, output, name, version, overwrite, normalization, scale)
     click.echo(f"SavedModel exported to {out}")

@@ -58,12 +58,10 @@ def fit(images, masks, mask_type, output, overwrite, export_name, export_dir, **
 
     run_dir = Path(output or time.strftime("runs/unet-%Y%m%d-%H%M%S"))
     if (run_dir / "model.keras").exists() or (run_dir / "config.json").exists():
-        if not overwrite:
+        if not overwrite:  # with --overwrite the files are replaced as the new run writes them
             raise FileExistsError(
                 f"{run_dir} holds another run; choose another --output or pass --overwrite"
             )
-        for name in ("model.keras", "config.json", "history.csv"):
-            (run_dir / name).unlink(missing_ok=True)
 
     from keras_unet import data as kdata
     from keras_unet.training import prepare_training_set, train
@@ -77,6 +75,7 @@ def fit(images, masks, mask_type, output, overwrite, export_name, export_dir, **
     else:
         xs, ys, names = kdata.load_pairs(images, masks)
         click.echo(f"Read {len(xs)} image/mask pairs from {images} and {masks}.")
+    config.input_scale = kdata.dtype_scale(xs[0])
 
     with click.progressbar(length=len(xs), label="Computing weight maps") as bar:
         data = prepare_training_set(xs, ys, config, names, progress=bar.update)
@@ -94,6 +93,7 @@ def fit(images, masks, mask_type, output, overwrite, export_name, export_dir, **
         from keras_unet.export import export_saved_model
 
         path = export_saved_model(
-            result.model, export_dir, export_name, normalization=config.normalization
+            result.model, export_dir, export_name, normalization=config.normalization,
+            scale=config.input_scale,
         )
         click.echo(f"SavedModel exported to {path}")

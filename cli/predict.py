@@ -28,13 +28,6 @@ def _inputs(paths: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def _pages(path: Path) -> list:
-    """The 2-D images in ``path``: one for a plain image, one per page of a TIFF stack."""
-    from keras_unet.data import _stack_pages
-
-    return _stack_pages(path, "image")
-
-
 def _mask_image(classes, n_classes: int):
     import numpy as np
 
@@ -61,6 +54,7 @@ def predict(model, inputs, output, tile_size, batch_size, tta, save_probabilitie
     import numpy as np
     import tifffile
 
+    from keras_unet.data import read_pages
     from keras_unet.tiling import Predictor
     from keras_unet.visualize import overlay as overlay_image
     from keras_unet.visualize import write_png
@@ -73,7 +67,7 @@ def predict(model, inputs, output, tile_size, batch_size, tta, save_probabilitie
     with click.progressbar(files, label="Predicting", item_show_func=lambda p: p and p.name) as bar:
         for path in bar:
             try:
-                pages = _pages(path)
+                pages = read_pages(path)
                 masks = []
                 for i, page in enumerate(pages):
                     name = path.name if len(pages) == 1 else f"{path.name}[{i}]"
@@ -81,7 +75,9 @@ def predict(model, inputs, output, tile_size, batch_size, tta, save_probabilitie
                     masks.append(_mask_image(probs.argmax(-1), predictor.n_classes))
                     stem = path.stem if len(pages) == 1 else f"{path.stem}_{i:03d}"
                     if save_probabilities:
-                        np.save(out / f"{stem}_probabilities.npy", probs.astype(np.float32))
+                        tmp = out / f".{stem}_probabilities.partial.npy"
+                        np.save(tmp, probs.astype(np.float32))
+                        tmp.replace(out / f"{stem}_probabilities.npy")
                     if overlay:
                         write_png(out / f"{stem}_overlay.png", overlay_image(page, probs.argmax(-1)))
                 if len(pages) == 1:

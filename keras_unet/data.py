@@ -31,13 +31,15 @@ from scipy import ndimage as ndi
 from ._compat import tf
 from .model import Geometry
 from .tiling import mirror_pad
-from .weights import instances_from_mask, to_instances, unet_weight_map
+from .weights import instances_from_mask, looks_binary, to_instances, unet_weight_map
 
 __all__ = [
     "demo_data",
     "normalize",
     "read_image",
     "read_mask",
+    "read_pages",
+    "dtype_scale",
     "list_images",
     "load_pairs",
     "TrainingSet",
@@ -142,6 +144,12 @@ def _relabel(lab: np.ndarray) -> np.ndarray:
 # Reading and normalising
 
 
+def dtype_scale(image: np.ndarray) -> float:
+    """The value that maps an image's dtype to [0, 1]: 255 for 8-bit, 65535 for 16-bit, 1 for float."""
+    dtype = np.asarray(image).dtype
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+
+
 def normalize(image: np.ndarray, mode: str = "image") -> np.ndarray:
     """float32 ``(H, W, C)`` image normalised as described in the module docstring.
 
@@ -154,10 +162,7 @@ def normalize(image: np.ndarray, mode: str = "image") -> np.ndarray:
         image = image[..., None]
     if image.ndim != 3:
         raise ValueError(f"image must be (height, width[, channels]), got shape {image.shape}")
-    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
-    if image.dtype == bool:
-        scale = 1.0
-    x = image.astype(np.float32) / np.float32(scale)
+    x = image.astype(np.float32) / np.float32(dtype_scale(image))
     if mode == "image":
         x = (x - x.mean()) / max(float(x.std()), 1e-6)
     return x.astype(np.float32, copy=False)
@@ -215,8 +220,9 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-def _stack_pages(path: Path, what: str) -> list[np.ndarray]:
-    """Pages of a multi-page TIFF (or one page of any image) as 2-D/3-D arrays."""
+def read_pages(path: str | os.PathLike, what: str = "image") -> list[np.ndarray]:
+    """Pages of a multi-page TIFF (or the one page of any image) as 2-D/3-D arrays."""
+    path = Path(path)
     data = _imread(path, what)
     if path.suffix.lower() in (".tif", ".tiff") and data.ndim == 3 and data.shape[2] not in (3, 4):
         return [page for page in data]  # (pages, H, W)
@@ -259,7 +265,7 @@ def load_pairs(
             raise ValueError(
                 f"give two folders or two TIFF stacks; got {images} and {masks}"
             )
-        xs, ys = _stack_pages(images, "image stack"), _stack_pages(masks, "mask stack")
+        xs, ys = read_pages(images, "image stack"), read_pages(masks, "mask stack")
         if len(xs) != len(ys):
             raise ValueError(
                 f"{images} has {len(xs)} pages but {masks} has {len(ys)}; they must match"
@@ -307,10 +313,9 @@ def mask_kind(mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto") -> 
         raise ValueError(f"mask type must be one of {MASK_TYPES}, got {mask_type!r}")
     if mask_type != "auto":
         return mask_type
-    values = np.unique(mask)
-    if mask.dtype == bool or set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}:
+    if looks_binary(mask):
         return "binary"
-    if n_classes > 2 and values.max() < n_classes:
+    if n_classes > 2 and np.max(mask) < n_classes:
         return "class"
     return "instance"
 

@@ -50,7 +50,7 @@ def whole_image_predict_fn(model: keras.Model, normalization: str = "image", sca
     """
     geo: Geometry = geometry_of(model)
     m, f = geo.margin, geo.factor
-    offset = geo._sizes_from_index(0)
+    offset = geo.offset
     min_size = geo.min_input_size
 
     def valid_at_least(n):

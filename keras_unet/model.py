@@ -67,6 +67,11 @@ class Geometry:
         return 2 ** (self.depth - 1)
 
     @property
+    def offset(self) -> int:
+        """Valid input sizes are ``offset + factor * k`` (k >= 1 and at least ``min_input_size``)."""
+        return self._sizes_from_index(0)
+
+    @property
     def margin(self) -> int:
         """Pixels lost per side between input and output (0 for ``same`` padding)."""
         return 6 * self.factor - 4 if self.padding == "valid" else 0
@@ -257,7 +262,7 @@ class InputSizeGuard(keras.layers.Layer):
         if h is not None and w is not None:
             return x
         # Dynamic sizes: size = factor * b + offset with b >= b_min, the same rule as Geometry.
-        offset = geo._sizes_from_index(0)
+        offset = geo.offset
         dyn = tf.shape(x)[1:3]
         ok = tf.reduce_all(
             tf.logical_and((dyn - offset) % geo.factor == 0, dyn >= geo.min_input_size)

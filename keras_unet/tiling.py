@@ -197,14 +197,12 @@ def predict_tiled(
     starts = [(i * py.stride, j * px.stride) for i in range(py.count) for j in range(px.count)]
 
     n_classes = model.output_shape[-1]
-    out_h, out_w = py.count * py.stride, px.count * px.stride
-    if geo.padding == "same":
-        out_h, out_w = padded.shape[:2]
-        acc = np.zeros((out_h, out_w, n_classes), np.float32)
-        norm = np.zeros((out_h, out_w, 1), np.float32)
+    if geo.padding == "same":  # blend over the whole padded image
+        acc = np.zeros(padded.shape[:2] + (n_classes,), np.float32)
+        norm = np.zeros(padded.shape[:2] + (1,), np.float32)
         window = np.outer(_blend_window(tile, py.stride), _blend_window(tile, px.stride))[..., None]
-    else:
-        acc = np.zeros((out_h, out_w, n_classes), np.float32)
+    else:  # each tile fills its stride x stride block
+        acc = np.zeros((py.count * py.stride, px.count * px.stride, n_classes), np.float32)
     transforms = range(TTA_TRANSFORMS) if tta else range(1)
     done = 0
     for b in range(0, len(starts), batch_size):

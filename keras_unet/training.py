@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -63,7 +63,7 @@ class TrainConfig:
     class_weights: str | None = "balanced"
     mask_type: str = "auto"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
+    input_scale: float = 255.0  # dtype maximum of the training images, for "fixed" normalisation
 
     @property
     def geometry(self) -> Geometry:

@@ -40,6 +40,7 @@ __all__ = [
     "border_weights",
     "instances_from_mask",
     "to_instances",
+    "looks_binary",
     "truncation_distance",
 ]
 
@@ -250,6 +251,15 @@ def instances_from_mask(
     return labels.astype(np.int32)
 
 
+def looks_binary(mask: np.ndarray) -> bool:
+    """Whether a mask is binary: bool, or its only values are within {0, 1} or {0, 255}."""
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return True
+    values = set(np.unique(mask).tolist()) if mask.size else set()
+    return values <= {0, 1} or values <= {0, 255}
+
+
 def to_instances(mask: np.ndarray, mask_type: str = "auto") -> np.ndarray:
     """Instance labels from a mask as users have it.
 
@@ -261,8 +271,7 @@ def to_instances(mask: np.ndarray, mask_type: str = "auto") -> np.ndarray:
     if mask_type not in ("auto", "binary", "instance"):
         raise ValueError(f"mask_type must be 'auto', 'binary' or 'instance', got {mask_type!r}")
     if mask_type == "auto":
-        values = set(np.unique(mask).tolist()) if mask.size else set()
-        mask_type = "binary" if mask.dtype == bool or values <= {0, 1} or values <= {0, 255} else "instance"
+        mask_type = "binary" if looks_binary(mask) else "instance"
     if mask_type == "binary":
         return instances_from_mask(mask)
     return _check_instances(mask, "mask").astype(np.int32)

@@ -35,10 +35,17 @@ def test_fit_on_demo_data_then_export(tmp_path):
     assert f"SavedModel exported to {exports / 'unet' / '1'}" in result.output
     assert (exports / "unet" / "1" / "saved_model.pb").is_file()
 
+    assert config["input_scale"] == 1.0  # the demo images are float in [0, 1]
+
     # a second fit into the same run directory is refused unless --overwrite
     again = run("fit", *TINY, "--output", run_dir)
     assert again.exit_code == 1
     assert "holds another run" in again.output and "Traceback" not in again.output
+    stamp = (run_dir / "model.keras").stat().st_mtime_ns
+    replaced = run("fit", *TINY, "--output", run_dir, "--overwrite", "--seed", "3")
+    assert replaced.exit_code == 0, replaced.output
+    assert (run_dir / "model.keras").stat().st_mtime_ns != stamp
+    assert json.loads((run_dir / "config.json").read_text())["seed"] == 3
 
     exported = run("export", run_dir / "model.keras", "--name", "unet", "--output", exports)
     assert exported.exit_code == 0 and "unet/2" in exported.output
@@ -58,6 +65,7 @@ def test_fit_from_folders(tmp_path):
                  "--output", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "Read 2 image/mask pairs" in result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["input_scale"] == 255.0
 
 
 @pytest.mark.parametrize(

@@ -90,3 +90,15 @@ def test_bad_names(unet, tmp_path, name):
 def test_bad_version(unet, tmp_path):
     with pytest.raises(ValueError, match="positive integer"):
         export_saved_model(unet, tmp_path, "m", version=0)
+
+
+def test_fixed_normalisation_uses_the_training_scale(tmp_path, rng):
+    """A model trained on 16-bit images with "fixed" normalisation gets raw 16-bit values."""
+    net = build_unet(depth=2, filters=2)
+    path = export_saved_model(net, tmp_path, "m16", normalization="fixed", scale=65535.0)
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    image = rng.integers(0, 65535, (26, 26, 1)).astype(np.uint16)
+    out = serve(images=tf.constant(image[None].astype(np.float32)))["probabilities"].numpy()[0]
+    m = Geometry(2).margin
+    expected = net(mirror_pad(normalize(image, "fixed"), m)[None]).numpy()[0]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
