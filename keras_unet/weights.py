@@ -114,7 +114,7 @@ def border_weights(
             src = np.not_equal(seq[y0:y1, x0:x1], k).view(np.uint8)
             d = cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
             a, b = max(y0, r0), min(y1, r1)
-            d = d[a - y0 : b - y0]
+            d = _snap(d[a - y0 : b - y0], reach)
             b1, b2 = best1[a:b, x0:x1], best2[a:b, x0:x1]  # views: updated in place
             np.minimum(b2, np.maximum(b1, d), out=b2)
             np.minimum(b1, d, out=b1)
@@ -129,6 +129,20 @@ def border_weights(
     s = best1[background] + best2[background]
     out[background] = w0 * np.exp(-(s * s) / np.float32(2.0 * sigma * sigma))
     return out
+
+
+def _snap(d: np.ndarray, reach: int) -> np.ndarray:
+    """Exact distances from OpenCV's: ``sqrt`` of the nearest whole squared distance.
+
+    OpenCV's float result depends, in its last bits, on how its thread pool split the work, so
+    calls running side by side may differ. Squared distances between pixel centres are whole
+    numbers, so rounding ``d**2`` recovers them exactly (the error is far below 0.5 for
+    ``d <= reach``) and ``sqrt`` is correctly rounded everywhere. Distances beyond ``reach``
+    contribute less than ``tol`` and are dropped (set to infinity).
+    """
+    d2 = np.rint(np.square(d, out=d), out=d)
+    d2[d2 > float(reach * reach)] = np.inf
+    return np.sqrt(d2, out=d2)
 
 
 def _threads() -> int:
