@@ -34,8 +34,8 @@ class UNetGroup(click.Group):
             # Keras wraps errors raised inside layers; keep the line that carries our message.
             line = next((m.strip() for m in message if m.strip() and "Exception encountered" not in m), "")
             raise click.ClickException(line.replace("\x1b[1m", "").replace("\x1b[0m", "")) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+        except KeyboardInterrupt as exc:
+            click.echo(getattr(exc, "message", "Interrupted."), err=True)
             sys.exit(130)
 
 

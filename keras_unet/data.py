@@ -29,6 +29,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._compat import tf
+from . import augment
+from .augment import Augmentation
 from .model import Geometry
 from .tiling import mirror_pad
 from .weights import instances_from_mask, looks_binary, to_instances, unet_weight_map
@@ -44,6 +46,9 @@ __all__ = [
     "load_pairs",
     "TrainingSet",
     "training_dataset",
+    "validation_dataset",
+    "validation_tiles",
+    "split_validation",
     "crop_to_output",
     "mask_kind",
     "targets_from_mask",
@@ -440,25 +445,53 @@ class TrainingSet:
         return int(self.images[0].shape[2])
 
 
+def _stack(data: TrainingSet, out: int, pad: int):
+    """All images in one array, mirror-padded by ``pad`` px and out to a common extent.
+
+    Each image's label extent is at least one output tile; labels and weights pad with class 0 and
+    weight 0, so padding adds nothing to the loss. Returns the arrays and the label extents.
+    """
+    n = len(data.images)
+    ext_h = [max(im.shape[0], out) for im in data.images]
+    ext_w = [max(im.shape[1], out) for im in data.images]
+    H, W = max(ext_h) + 2 * pad, max(ext_w) + 2 * pad
+    images = np.zeros((n, H, W, data.channels), np.float32)
+    labels = np.zeros((n, H, W), np.int32)
+    weights = np.zeros((n, H, W), np.float32)
+    for i, (im, lb, wt) in enumerate(zip(data.images, data.labels, data.weights)):
+        h, w = im.shape[:2]
+        images[i] = mirror_pad(im, (pad, H - h - pad, pad, W - w - pad))
+        labels[i, pad : pad + h, pad : pad + w] = lb
+        weights[i, pad : pad + h, pad : pad + w] = wt
+    return images, labels, weights, ext_h, ext_w
+
+
 def training_dataset(
     data: TrainingSet,
     geometry: Geometry,
     tile_size: int,
     batch_size: int = 1,
     seed: int = 0,
-    augment=None,
+    augmentation: Augmentation | None = None,
+    start: int = 0,
 ) -> tf.data.Dataset:
-    """An endless, deterministic ``tf.data.Dataset`` of random training tiles.
+    """An endless, deterministic ``tf.data.Dataset`` of random, augmented training tiles.
+
+    Each step picks an image and an output window inside it (stateless RNG from the step number
+    and ``seed``), cuts the input tile around it from the mirror-padded image, and, with
+    ``augmentation``, resamples it (rotation, shift, the paper's elastic deformation; the image
+    bilinearly, labels and weights by nearest neighbour, all reading real context around the
+    tile), flips/rotates it by 90 degrees and changes grey values. Labels and weights are then
+    cropped to the output window (the margin is known analytically).
 
     Args:
-        data: the images, class labels and weight maps.
+        data: the images, class labels and weight maps (weights computed once, beforehand).
         geometry: the network's :class:`~keras_unet.model.Geometry`.
         tile_size: input tile size in px (validated; the error names the nearest valid sizes).
         batch_size: tiles per batch.
         seed: the same seed gives the same tiles.
-        augment: optional ``fn(image, labels, weights, seed) -> (image, labels, weights)`` of
-            TensorFlow ops applied to every input tile (labels and weights at the input size)
-            before the crop to the output.
+        augmentation: what to apply; ``None`` cuts plain tiles.
+        start: index of the first tile (a resumed run starts where it stopped).
 
     Returns:
         Batches of ``{"image": (B, T, T, C) float32, "labels": (B, O, O) int32,
@@ -466,44 +499,111 @@ def training_dataset(
         :func:`keras_unet.build_training_model`.
     """
     out = geometry.check(tile_size, "tile size")
+    aug = (augmentation or Augmentation.off()).validate()
     m = geometry.margin
+    reach = aug.reach(tile_size)
+    pad = m + reach
     n = len(data.images)
-    # Every image gets a label extent of at least one output tile (padded with class 0, weight 0).
-    ext_h = [max(im.shape[0], out) for im in data.images]
-    ext_w = [max(im.shape[1], out) for im in data.images]
-    H, W = max(ext_h) + 2 * m, max(ext_w) + 2 * m
     c = data.channels
-    images = np.zeros((n, H, W, c), np.float32)
-    labels = np.zeros((n, H, W), np.int32)
-    weights = np.zeros((n, H, W), np.float32)
-    for i, (im, lb, wt) in enumerate(zip(data.images, data.labels, data.weights)):
-        h, w = im.shape[:2]
-        # Mirror the image by the margin and out to the label extent; labels/weights pad with 0.
-        padded = mirror_pad(im, (m, ext_h[i] - h + m, m, ext_w[i] - w + m))
-        images[i, : padded.shape[0], : padded.shape[1]] = padded
-        labels[i, m : m + h, m : m + w] = lb
-        weights[i, m : m + h, m : m + w] = wt
+    images, labels, weights, ext_h, ext_w = _stack(data, out, pad)
     # Output windows start anywhere inside the label extent.
     max_y = tf.constant(np.array(ext_h) - out + 1, tf.int32)
     max_x = tf.constant(np.array(ext_w) - out + 1, tf.int32)
     images_t, labels_t, weights_t = (tf.constant(a) for a in (images, labels, weights))
+    span = tile_size + 2 * reach  # the tile plus the context resampling may read
 
     def sample(step):
         s = tf.stack([tf.cast(seed, tf.int64), step])
         idx = tf.random.stateless_uniform([], s, 0, n, dtype=tf.int32)
         yx = tf.random.stateless_uniform([2], s + [0, 1 << 40], 0, 1 << 30, dtype=tf.int32)
         y, x = yx[0] % max_y[idx], yx[1] % max_x[idx]
-        image = images_t[idx, y : y + tile_size, x : x + tile_size]
-        lab = labels_t[idx, y : y + tile_size, x : x + tile_size]
-        wt = weights_t[idx, y : y + tile_size, x : x + tile_size]
+        # The input tile's top-left corner in the padded stack is (y + reach, x + reach).
+        image = images_t[idx, y : y + span, x : x + span]
+        lab = labels_t[idx, y : y + span, x : x + span]
+        wt = weights_t[idx, y : y + span, x : x + span]
+        if aug.geometric:
+            yy, xx = aug.coordinates(s + [0, 2 << 40], tile_size)
+            yy, xx = yy + reach, xx + reach
+            image = augment.sample(image, yy, xx, 1)
+            lab = augment.sample(lab, yy, xx, 0)
+            wt = augment.sample(wt, yy, xx, 0)
         image = tf.ensure_shape(image, [tile_size, tile_size, c])
-        if augment is not None:
-            image, lab, wt = augment(image, lab, wt, s + [0, 2 << 40])
+        lab = tf.ensure_shape(lab, [tile_size, tile_size])
+        wt = tf.ensure_shape(wt, [tile_size, tile_size])
+        image, lab, wt = aug.flip(s + [0, 3 << 40], image, lab, wt)
+        image = aug.grey(s + [0, 4 << 40], image)
         return {
             "image": image,
             "labels": crop_to_output(lab, geometry),
             "weights": crop_to_output(wt, geometry),
         }
 
-    ds = tf.data.Dataset.counter().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = tf.data.Dataset.counter(start).map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_tiles(
+    data: TrainingSet, geometry: Geometry, tile_size: int
+) -> dict[str, np.ndarray]:
+    """Every output pixel of every image exactly once, as non-augmented tiles.
+
+    Output windows step by the output size over each image (the last one flush with the border,
+    overlapping its neighbour; the overlap is counted once, its weight set to 0 in the earlier
+    tile). Returns ``{"image": (N, T, T, C), "labels": (N, O, O), "weights": (N, O, O),
+    "valid": (N, O, O) bool}``; ``valid`` marks each image pixel in exactly one tile.
+    """
+    out = geometry.check(tile_size, "tile size")
+    m = geometry.margin
+    images, labels, weights, ext_h, ext_w = _stack(data, out, m)
+    tiles = {"image": [], "labels": [], "weights": [], "valid": []}
+
+    def starts(extent):
+        s = list(range(0, extent - out + 1, out))
+        return s if s[-1] == extent - out else s + [extent - out]
+
+    for i in range(len(data.images)):
+        seen = np.zeros((ext_h[i], ext_w[i]), bool)
+        for y in starts(ext_h[i]):
+            for x in starts(ext_w[i]):
+                tiles["image"].append(images[i, y : y + tile_size, x : x + tile_size])
+                wt = weights[i, y + m : y + m + out, x + m : x + m + out].copy()
+                valid = ~seen[y : y + out, x : x + out]
+                valid[data.labels[i].shape[0] - y :, :] = False  # label padding, not image
+                valid[:, data.labels[i].shape[1] - x :] = False
+                wt[~valid] = 0  # counted once: not again where an earlier tile covered it
+                seen[y : y + out, x : x + out] = True
+                tiles["valid"].append(valid)
+                tiles["labels"].append(labels[i, y + m : y + m + out, x + m : x + m + out])
+                tiles["weights"].append(wt)
+    return {k: np.stack(v) for k, v in tiles.items()}
+
+
+def validation_dataset(
+    data: TrainingSet, geometry: Geometry, tile_size: int, batch_size: int = 1
+) -> tf.data.Dataset:
+    """A finite dataset of :func:`validation_tiles` (never augmented), batched."""
+    tiles = validation_tiles(data, geometry, tile_size)
+    tiles.pop("valid")
+    return tf.data.Dataset.from_tensor_slices(tiles).batch(batch_size)
+
+
+def split_validation(
+    n: int, fraction: float, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Indices of training and validation images for a random ``fraction`` held out.
+
+    At least one image goes to each side when ``fraction > 0``; the split depends only on ``n``,
+    ``fraction`` and ``seed``.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction!r}")
+    if fraction == 0:
+        return list(range(n)), []
+    if n < 2:
+        raise ValueError(
+            f"a validation fraction needs at least 2 images, got {n}; pass a validation folder "
+            "instead, or no validation"
+        )
+    n_val = min(max(1, int(round(n * fraction))), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())

@@ -71,6 +71,35 @@ def whole_image_predict_fn(model: keras.Model, normalization: str = "image", sca
     return predict
 
 
+def export_metadata(model: keras.Model, normalization: str, scale: float,
+                    config: dict | None = None) -> dict:
+    """What a client needs to know about an export: classes, geometry, preprocessing, training."""
+    from ._version import __version__
+
+    geo = geometry_of(model)
+    return {
+        "keras_unet_version": __version__,
+        "n_classes": int(model.output_shape[-1]),
+        "channels": int(model.input_shape[-1]),
+        "depth": geo.depth,
+        "padding": geo.padding,
+        "margin": geo.margin,
+        "normalization": normalization,
+        "input_scale": float(scale),
+        "training_config": config or {},
+    }
+
+
+def _write_metadata(folder: Path, model, normalization, scale, config) -> None:
+    import json
+
+    extra = folder / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    (extra / "keras_unet.json").write_text(
+        json.dumps(export_metadata(model, normalization, scale, config), indent=2, sort_keys=True)
+    )
+
+
 def next_version(base: str | os.PathLike) -> int:
     """The next free integer version under ``base`` (1 if there is none)."""
     base = Path(base)
@@ -86,6 +115,7 @@ def export_saved_model(
     overwrite: bool = False,
     normalization: str = "image",
     scale: float = 255.0,
+    config: dict | None = None,
 ) -> Path:
     """Export ``model`` as a TF Serving SavedModel at ``output/name/version``, atomically.
 
@@ -96,6 +126,7 @@ def export_saved_model(
         version: integer version; default the next free one.
         overwrite: replace an existing version instead of refusing.
         normalization, scale: the intensity normalisation used in training.
+        config: the training configuration, recorded in the export's metadata.
 
     Returns:
         The version folder.
@@ -131,6 +162,7 @@ def export_saved_model(
         shutil.rmtree(tmp)
     try:
         archive.write_out(str(tmp), verbose=False)
+        _write_metadata(tmp, model, normalization, scale, config)
         if final.exists():  # overwrite: move the old one aside first, then swap
             old = base / f".old-{version}-{os.getpid()}"
             os.rename(final, old)

@@ -114,7 +114,10 @@ def build_training_model(unet: keras.Model, name: str | None = None) -> keras.Mo
     out_hw = tuple(unet.output_shape[1:3])
     labels = keras.Input(shape=out_hw, dtype="int32", name="labels")
     weights = keras.Input(shape=out_hw, dtype="float32", name="weights")
-    probabilities = WeightedCrossEntropy(name="weighted_loss")([logits, labels, weights])
+    # float32 even under a mixed-precision policy: the loss is summed over many pixels.
+    probabilities = WeightedCrossEntropy(name="weighted_loss", dtype="float32")(
+        [logits, labels, weights]
+    )
     return keras.Model(
         {"image": image, "labels": labels, "weights": weights},
         probabilities,

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["colorize", "overlay", "weight_map_image", "write_png"]
+__all__ = ["colorize", "overlay", "weight_map_image", "write_png", "plot_history"]
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
@@ -67,3 +67,70 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarr
     edges = cv2.morphologyEx((mask > 0).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     out[edges > 0] = (255, 255, 0)
     return out
+
+
+_LINE_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+
+
+def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
+           size: tuple[int, int] = (520, 360)) -> np.ndarray:
+    """One line chart, RGB uint8: axes with ticks, one coloured line per series, a legend."""
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    left, right, top, bottom = 60, 15, 30, 40
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    values = np.array([v for vs in series.values() for v in vs if np.isfinite(v)], np.float64)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = 0.05 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    e0, e1 = min(epochs), max(epochs)
+    e1 = e1 if e1 > e0 else e0 + 1
+
+    def to_px(e, v):
+        x = left + (e - e0) / (e1 - e0) * (w - left - right)
+        y = top + (hi - v) / (hi - lo) * (h - top - bottom)
+        return int(round(x)), int(round(y))
+
+    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
+    for k in range(5):  # y ticks
+        v = lo + (hi - lo) * k / 4
+        _, y = to_px(e0, v)
+        cv2.line(img, (left - 4, y), (left, y), (0, 0, 0), 1)
+        cv2.line(img, (left + 1, y), (w - right - 1, y), (230, 230, 230), 1)
+        cv2.putText(img, f"{v:.3g}", (2, y + 4), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    for e in sorted(set(np.linspace(e0, e1, min(6, int(e1 - e0) + 1)).round().astype(int))):
+        x, _ = to_px(e, lo)
+        cv2.line(img, (x, h - bottom), (x, h - bottom + 4), (0, 0, 0), 1)
+        cv2.putText(img, str(e), (x - 6, h - bottom + 16), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "epoch", (w // 2 - 20, h - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (left, 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (name, vs) in enumerate(series.items()):
+        colour = _LINE_COLOURS[i % len(_LINE_COLOURS)]
+        pts = [to_px(e, v) for e, v in zip(epochs, vs) if np.isfinite(v)]
+        if len(pts) > 1:
+            cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 2, cv2.LINE_AA)
+        for p in pts:
+            cv2.circle(img, p, 3, colour, -1, cv2.LINE_AA)
+        ly = top + 16 + 16 * i
+        cv2.line(img, (w - right - 150, ly - 4), (w - right - 130, ly - 4), colour, 2)
+        cv2.putText(img, name, (w - right - 125, ly), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def plot_history(history: dict[str, list[float]]) -> np.ndarray:
+    """Training curves as an RGB uint8 picture: losses on the left, validation metrics on the
+    right (when there are any). ``history`` maps column names of history.csv to values; the
+    ``epoch`` column (0-based) gives the x axis."""
+    n = len(next(iter(history.values()))) if history else 0
+    if n == 0:
+        raise ValueError("the history is empty: no epoch finished")
+    epochs = [e + 1 for e in history.get("epoch", range(n))]
+    losses = {k: v for k, v in history.items() if k.endswith("loss")}
+    metrics = {k: v for k, v in history.items()
+               if k.startswith("val_") and not k.endswith("loss")}
+    panels = [_panel(losses, epochs, "loss (weighted cross-entropy)")]
+    if metrics:
+        panels.append(_panel(metrics, epochs, "validation metrics"))
+    return np.concatenate(panels, axis=1)

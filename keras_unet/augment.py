@@ -1,0 +1,283 @@
+"""Augmentation in TensorFlow ops: the paper's elastic deformation, flips, rotations, grey values.
+
+The paper trains from 30 images thanks to heavy augmentation, above all *elastic deformation*:
+random displacement vectors on a coarse 3x3 grid, drawn from a Gaussian with 10 px standard
+deviation, made dense per pixel by bicubic interpolation (Ronneberger et al. 2015, sec. 3.1).
+
+Everything here is TensorFlow ops only (no ``tf.py_function``, no NumPy at run time, no
+tensorflow-addons), so it runs inside ``tf.data`` and, placed on a GPU, on the GPU. Randomness is
+stateless: the same seed gives the same result.
+
+Conventions:
+
+* a **displacement field** is float32 ``(H, W, 2)`` in px, ``[..., 0]`` along y (rows) and
+  ``[..., 1]`` along x (columns);
+* warping is *backward*: ``out[y, x] = source[y + dy(y, x), x + dx(y, x)]``, as
+  ``scipy.ndimage.map_coordinates(source, [y + dy, x + dx])`` computes it;
+* coordinates beyond the source are clamped to its edge pixels.
+
+The pieces are public so they can be tested and reused: :func:`random_grid` draws the coarse
+displacements, :func:`dense_field` makes them dense, :func:`warp` resamples with a given field
+(bilinear for images, nearest for labels and weight maps, so labels keep valid ids and weights
+stay aligned with them). :class:`Augmentation` bundles the switches used for training tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from ._compat import tf
+
+__all__ = [
+    "random_grid",
+    "dense_field",
+    "cubic_weights",
+    "warp",
+    "sample",
+    "elastic_deform",
+    "Augmentation",
+]
+
+
+def _seed(seed) -> tf.Tensor:
+    """A stateless-RNG seed: shape ``[2]`` int64 from an int or a pair."""
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64):
+        raise TypeError(f"seed must be an int or a pair of ints, got dtype {seed.dtype}")
+    seed = tf.cast(seed, tf.int64)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.constant(0, tf.int64)])
+    return seed
+
+
+def random_grid(seed, grid_shape: tuple[int, int] = (3, 3), sigma: float = 10.0) -> tf.Tensor:
+    """Coarse random displacements: float32 ``(gh, gw, 2)`` px, each from N(0, sigma^2).
+
+    Args:
+        seed: int or pair of ints (stateless RNG: the same seed gives the same grid).
+        grid_shape: control points along y and x (paper: 3 x 3); each at least 2.
+        sigma: standard deviation of each displacement component in px (paper: 10).
+    """
+    gh, gw = (int(v) for v in grid_shape)
+    if gh < 2 or gw < 2:
+        raise ValueError(f"grid_shape needs at least 2 x 2 control points, got {grid_shape}")
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be >= 0 px, got {sigma!r}")
+    return tf.random.stateless_normal([gh, gw, 2], _seed(seed), stddev=float(sigma), dtype=tf.float32)
+
+
+def _keys(t: tf.Tensor, a: float = -0.5) -> tf.Tensor:
+    """Keys' cubic convolution kernel (a = -0.5: the classic bicubic interpolation)."""
+    t = tf.abs(t)
+    near = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    far = ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a
+    return tf.where(t <= 1.0, near, tf.where(t < 2.0, far, tf.zeros_like(t)))
+
+
+def cubic_weights(n_points: int, size) -> tf.Tensor:
+    """Bicubic interpolation matrix float32 ``(size, n_points)``, one row per output pixel.
+
+    Control point ``i`` lies at pixel ``i * (size - 1) / (n_points - 1)``, so the first and the
+    last point sit on the first and the last pixel; beyond them the grid repeats its edge values.
+    Row ``y`` holds the weights that interpolate the points at pixel ``y``; rows sum to 1.
+    """
+    size = tf.convert_to_tensor(size, tf.int32)
+    pos = tf.cast(tf.range(size), tf.float32)
+    t = pos * (n_points - 1) / tf.cast(tf.maximum(size - 1, 1), tf.float32)
+    base = tf.floor(t)
+    frac = t - base
+    base = tf.cast(base, tf.int32)
+    matrix = tf.zeros([size, n_points], tf.float32)
+    for k in (-1, 0, 1, 2):
+        idx = tf.clip_by_value(base + k, 0, n_points - 1)
+        matrix += tf.one_hot(idx, n_points) * _keys(frac - k)[:, None]
+    return matrix
+
+
+def dense_field(grid: tf.Tensor, height, width) -> tf.Tensor:
+    """Bicubic upsampling of coarse displacements ``(gh, gw, 2)`` to a dense ``(H, W, 2)`` field (px)."""
+    grid = tf.convert_to_tensor(grid, tf.float32)
+    if grid.shape.rank != 3 or grid.shape[-1] != 2:
+        raise ValueError(f"grid must be (gh, gw, 2) displacements, got shape {grid.shape}")
+    wy = cubic_weights(grid.shape[0], height)
+    wx = cubic_weights(grid.shape[1], width)
+    return tf.einsum("yi,ijc,xj->yxc", wy, grid, wx)
+
+
+def sample(source: tf.Tensor, y: tf.Tensor, x: tf.Tensor, order: int = 1) -> tf.Tensor:
+    """Values of ``source`` ``(H, W[, C])`` at float coordinates ``y``, ``x`` (any equal shapes).
+
+    ``order`` 1: bilinear; 0: nearest (``floor(c + 0.5)``, as scipy's order 0). Coordinates are
+    clamped to the source, so points outside take the nearest edge value. Returns ``y.shape`` (+ C).
+    """
+    if order not in (0, 1):
+        raise ValueError(f"order must be 0 (nearest) or 1 (bilinear), got {order!r}")
+    source = tf.convert_to_tensor(source)
+    squeeze = source.shape.rank == 2
+    if squeeze:
+        source = source[..., None]
+    shape = tf.shape(source)
+    h, w = shape[0], shape[1]
+    flat = tf.reshape(source, [h * w, shape[2]])
+    hf, wf = tf.cast(h - 1, tf.float32), tf.cast(w - 1, tf.float32)
+    y = tf.clip_by_value(tf.cast(y, tf.float32), 0.0, hf)
+    x = tf.clip_by_value(tf.cast(x, tf.float32), 0.0, wf)
+    if order == 0:
+        yi = tf.cast(tf.floor(y + 0.5), tf.int32)
+        xi = tf.cast(tf.floor(x + 0.5), tf.int32)
+        out = tf.gather(flat, yi * w + xi)
+    else:
+        # The top-left neighbour, kept one pixel inside so its bottom-right neighbour exists.
+        y0 = tf.minimum(tf.floor(y), tf.maximum(hf - 1.0, 0.0))
+        x0 = tf.minimum(tf.floor(x), tf.maximum(wf - 1.0, 0.0))
+        fy, fx = (y - y0)[..., None], (x - x0)[..., None]
+        y0, x0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
+        y1, x1 = tf.minimum(y0 + 1, h - 1), tf.minimum(x0 + 1, w - 1)
+        values = tf.cast(flat, tf.float32)
+        top = tf.gather(values, y0 * w + x0) * (1 - fx) + tf.gather(values, y0 * w + x1) * fx
+        bottom = tf.gather(values, y1 * w + x0) * (1 - fx) + tf.gather(values, y1 * w + x1) * fx
+        out = tf.cast(top * (1 - fy) + bottom * fy, source.dtype)
+    return out[..., 0] if squeeze else out
+
+
+def warp(source: tf.Tensor, field: tf.Tensor, order: int = 1) -> tf.Tensor:
+    """Resample ``source`` ``(H, W[, C])`` with a displacement ``field`` ``(H, W, 2)`` in px.
+
+    ``out[y, x] = source[y + field[y, x, 0], x + field[y, x, 1]]``; ``order`` 1 for images
+    (bilinear), 0 for labels and weight maps (nearest: labels keep only their own ids).
+    """
+    field = tf.convert_to_tensor(field, tf.float32)
+    shape = tf.shape(field)
+    yy, xx = tf.meshgrid(
+        tf.range(shape[0], dtype=tf.float32), tf.range(shape[1], dtype=tf.float32), indexing="ij"
+    )
+    return sample(source, yy + field[..., 0], xx + field[..., 1], order)
+
+
+def elastic_deform(image, labels, weights, seed, grid_shape=(3, 3), sigma: float = 10.0):
+    """The paper's elastic deformation of one tile: ``image`` ``(H, W, C)`` bilinear, ``labels``
+    and ``weights`` ``(H, W)`` nearest, all with the same random field. Returns the three."""
+    shape = tf.shape(image)
+    field = dense_field(random_grid(seed, grid_shape, sigma), shape[0], shape[1])
+    return warp(image, field, 1), warp(labels, field, 0), warp(weights, field, 0)
+
+
+AUGMENT_KEYS = ("elastic", "grid", "elastic_sigma", "flips", "rotation", "shift",
+                "brightness", "contrast")
+
+
+@dataclass
+class Augmentation:
+    """Which augmentations training tiles get, and how strong. Each can be switched off.
+
+    Attributes:
+        elastic: the paper's elastic deformation.
+        grid: control points per side of the coarse grid (paper: 3).
+        elastic_sigma: standard deviation of the coarse displacements in px (paper: 10).
+        flips: random flips and 90-degree rotations (the 8 symmetries of a square tile).
+        rotation: largest extra rotation in degrees, uniform in ``[-rotation, rotation]`` (0: off).
+        shift: largest shift in px, uniform in ``[-shift, shift]`` per axis (0: off).
+        brightness: largest offset added to the normalised image (0: off).
+        contrast: largest relative change of contrast, factor in ``[1 - c, 1 + c]`` (0: off).
+    """
+
+    elastic: bool = True
+    grid: int = 3
+    elastic_sigma: float = 10.0
+    flips: bool = True
+    rotation: float = 10.0
+    shift: float = 10.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+
+    @classmethod
+    def off(cls) -> "Augmentation":
+        """No augmentation at all (validation tiles, or a plain baseline)."""
+        return cls(elastic=False, flips=False, rotation=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+
+    def validate(self) -> "Augmentation":
+        if int(self.grid) != self.grid or self.grid < 2:
+            raise ValueError(f"augment grid must be an integer >= 2, got {self.grid!r}")
+        for name in ("elastic_sigma", "rotation", "shift", "brightness", "contrast"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"augment {name} must be a number >= 0, got {value!r}")
+        if self.contrast >= 1:
+            raise ValueError(f"augment contrast must be < 1, got {self.contrast!r}")
+        return self
+
+    @property
+    def geometric(self) -> bool:
+        """Whether tiles are resampled (elastic, rotation or shift), not just cut out."""
+        return (self.elastic and self.elastic_sigma > 0) or self.rotation > 0 or self.shift > 0
+
+    def reach(self, size: int) -> int:
+        """px beyond a ``size`` tile that resampling may read: the context to pad images with.
+
+        Four standard deviations of the elastic field, the largest shift, and how far a corner of
+        the tile moves when rotated by the largest angle.
+        """
+        if not self.geometric:
+            return 0
+        r = 4.0 * self.elastic_sigma if self.elastic else 0.0
+        corner = (size - 1) / math.sqrt(2.0) * 2.0 * math.sin(math.radians(self.rotation) / 2.0)
+        return int(math.ceil(r + self.shift * math.sqrt(2.0) + corner)) + 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "Augmentation":
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(AUGMENT_KEYS))
+        if unknown:
+            raise ValueError(f"unknown augment key(s): {', '.join(unknown)}")
+        return cls(**values).validate()
+
+    # -- pieces used by keras_unet.data.training_dataset ----------------------------------
+
+    def coordinates(self, seed, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """Where each pixel of a ``size`` x ``size`` tile samples from, relative to the tile's
+        top-left corner: float32 ``y``, ``x`` of shape ``(size, size)``.
+
+        Rotation about the tile centre and a shift, then the elastic field on top.
+        """
+        seed = _seed(seed)
+        r = tf.range(size, dtype=tf.float32)
+        yy, xx = tf.meshgrid(r, r, indexing="ij")
+        if self.rotation > 0 or self.shift > 0:
+            u = tf.random.stateless_uniform([3], seed + [0, 11], -1.0, 1.0)
+            angle = u[0] * (self.rotation * math.pi / 180.0)
+            c = (size - 1) / 2.0
+            cos, sin = tf.cos(angle), tf.sin(angle)
+            dy, dx = yy - c, xx - c
+            yy = c + cos * dy - sin * dx + u[1] * self.shift
+            xx = c + sin * dy + cos * dx + u[2] * self.shift
+        if self.elastic and self.elastic_sigma > 0:
+            grid = random_grid(seed + [0, 12], (self.grid, self.grid), self.elastic_sigma)
+            field = dense_field(grid, size, size)
+            yy, xx = yy + field[..., 0], xx + field[..., 1]
+        return yy, xx
+
+    def flip(self, seed, image, labels, weights):
+        """One of the 8 symmetries of the square, the same for the three (``(T, T[, C])``)."""
+        if not self.flips:
+            return image, labels, weights
+        k = tf.random.stateless_uniform([], _seed(seed) + [0, 13], 0, 8, dtype=tf.int32)
+
+        def apply(t):
+            t = tf.cond(k >= 4, lambda: tf.reverse(t, [1]), lambda: t)
+            return tf.image.rot90(t, k % 4) if t.shape.rank == 3 else \
+                tf.image.rot90(t[..., None], k % 4)[..., 0]
+
+        return apply(image), apply(labels), apply(weights)
+
+    def grey(self, seed, image):
+        """Random contrast and brightness of a normalised image."""
+        if self.brightness <= 0 and self.contrast <= 0:
+            return image
+        u = tf.random.stateless_uniform([2], _seed(seed) + [0, 14], -1.0, 1.0)
+        mean = tf.reduce_mean(image)
+        return (image - mean) * (1.0 + u[0] * self.contrast) + mean + u[1] * self.brightness

@@ -1,0 +1,223 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from keras_unet.augment import (
+    Augmentation,
+    cubic_weights,
+    dense_field,
+    elastic_deform,
+    random_grid,
+    sample,
+    warp,
+)
+from keras_unet.data import (
+    TrainingSet,
+    demo_data,
+    split_validation,
+    training_dataset,
+    validation_tiles,
+)
+from keras_unet.model import Geometry
+
+
+def smooth_field(shape, amplitude, seed):
+    """A smooth random displacement field (H, W, 2) in px, from the public pieces."""
+    return dense_field(random_grid(seed, (4, 5), amplitude), *shape).numpy()
+
+
+def scipy_warp(source, field, order):
+    yy, xx = np.mgrid[: field.shape[0], : field.shape[1]].astype(np.float64)
+    coords = [yy + field[..., 0], xx + field[..., 1]]
+    return ndi.map_coordinates(source, coords, order=order, mode="nearest")
+
+
+@pytest.mark.parametrize("shape,amplitude,seed", [((64, 80), 3.0, 0), ((100, 100), 10.0, 1),
+                                                  ((57, 33), 6.0, 2)])
+def test_bilinear_warp_matches_scipy_away_from_borders(rng, shape, amplitude, seed):
+    image = rng.random(shape).astype(np.float32)
+    field = smooth_field(shape, amplitude, seed)
+    ours = warp(image, field, order=1).numpy()
+    ref = scipy_warp(image.astype(np.float64), field.astype(np.float64), 1)
+    # away from the borders: where no sampling point needs clamping
+    b = int(np.ceil(np.abs(field).max())) + 1
+    interior = np.zeros(shape, bool)
+    interior[b:-b, b:-b] = True
+    assert interior.sum() > 100
+    np.testing.assert_allclose(ours[interior], ref[interior], atol=1e-4)
+
+
+def test_nearest_warp_matches_scipy_order_0(rng):
+    labels = rng.integers(0, 50, (70, 90)).astype(np.int32)
+    field = smooth_field((70, 90), 8.0, 3)
+    ours = warp(labels, field, order=0).numpy()
+    ref = scipy_warp(labels, field.astype(np.float64), 0)
+    b = int(np.ceil(np.abs(field).max())) + 1
+    np.testing.assert_array_equal(ours[b:-b, b:-b], ref[b:-b, b:-b])
+    assert ours.dtype == np.int32
+
+
+def test_multichannel_warp_is_per_channel(rng):
+    image = rng.random((40, 50, 3)).astype(np.float32)
+    field = smooth_field((40, 50), 4.0, 4)
+    ours = warp(image, field).numpy()
+    for ch in range(3):
+        np.testing.assert_allclose(ours[..., ch], warp(image[..., ch], field).numpy(), atol=1e-6)
+
+
+def test_zero_field_is_identity(rng):
+    image = rng.random((31, 45, 2)).astype(np.float32)
+    labels = rng.integers(0, 9, (31, 45)).astype(np.int32)
+    zero = np.zeros((31, 45, 2), np.float32)
+    np.testing.assert_array_equal(warp(image, zero, 1).numpy(), image)
+    np.testing.assert_array_equal(warp(labels, zero, 0).numpy(), labels)
+
+
+def test_deformed_labels_keep_only_their_ids():
+    _, labels = demo_data(1, 96, seed=5)
+    labels = labels[0] * 7  # sparse ids: an interpolating warp would invent new ones
+    image = labels.astype(np.float32)[..., None]
+    _, out, wt = elastic_deform(image, labels, labels.astype(np.float32), seed=11)
+    assert set(np.unique(out.numpy())) <= set(np.unique(labels))
+    # weights were resampled with the very same nearest-neighbour lookups as the labels
+    np.testing.assert_array_equal(wt.numpy(), out.numpy().astype(np.float32))
+    assert not np.array_equal(out.numpy(), labels)
+
+
+def test_grid_statistics_and_seeds():
+    grids = np.stack([random_grid(i, (3, 3), 10.0).numpy() for i in range(300)])
+    assert grids.shape == (300, 3, 3, 2)
+    assert abs(grids.std() - 10.0) < 0.6 and abs(grids.mean()) < 0.6
+    np.testing.assert_array_equal(random_grid(5).numpy(), random_grid(5).numpy())
+    assert not np.array_equal(random_grid(5).numpy(), random_grid(6).numpy())
+    with pytest.raises(ValueError, match="at least 2 x 2"):
+        random_grid(0, (1, 3))
+
+
+def keys_reference(n_points, size):
+    """NumPy bicubic (Keys, a = -0.5) interpolation matrix with edge-repeated control points."""
+    def kernel(t):
+        t = abs(t)
+        if t <= 1:
+            return 1.5 * t**3 - 2.5 * t**2 + 1
+        if t < 2:
+            return -0.5 * t**3 + 2.5 * t**2 - 4 * t + 2
+        return 0.0
+
+    m = np.zeros((size, n_points))
+    for y in range(size):
+        t = y * (n_points - 1) / (size - 1)
+        base = int(np.floor(t))
+        for k in (-1, 0, 1, 2):
+            m[y, min(max(base + k, 0), n_points - 1)] += kernel(t - base - k)
+    return m
+
+
+@pytest.mark.parametrize("n_points,size", [(3, 572), (3, 10), (5, 101), (2, 7)])
+def test_bicubic_weights_match_numpy_reference(n_points, size):
+    ours = cubic_weights(n_points, size).numpy()
+    np.testing.assert_allclose(ours, keys_reference(n_points, size), atol=1e-5)
+    np.testing.assert_allclose(ours.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_dense_field_passes_through_the_control_points():
+    grid = random_grid(3).numpy()
+    field = dense_field(grid, 101, 61).numpy()
+    for i, y in enumerate((0, 50, 100)):
+        for j, x in enumerate((0, 30, 60)):
+            np.testing.assert_allclose(field[y, x], grid[i, j], atol=1e-4)
+    const = dense_field(np.full((3, 3, 2), 2.5, np.float32), 20, 30).numpy()
+    np.testing.assert_allclose(const, 2.5, atol=1e-5)
+
+
+def position_set(h=70, w=90, channels=2):
+    """Image channels hold y and x; labels and weights hold the pixel's id y * w + x."""
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    image = np.stack([yy, xx][:channels], axis=-1)
+    ids = (np.arange(h * w).reshape(h, w)).astype(np.int32)
+    return TrainingSet([image], [ids], [ids.astype(np.float32)])
+
+
+@pytest.mark.parametrize("padding,depth,tile", [("valid", 2, 44), ("valid", 3, 60), ("same", 3, 40)])
+def test_augmented_tiles_line_up_with_the_network_output(padding, depth, tile):
+    geo = Geometry(depth, padding)
+    aug = Augmentation(brightness=0, contrast=0, rotation=15, shift=5)
+    w = 90
+    batch = next(iter(training_dataset(position_set(w=w), geo, tile, 4, seed=2, augmentation=aug)))
+    m, out = geo.margin, geo.output_size(tile)
+    labels = batch["labels"].numpy()
+    np.testing.assert_array_equal(labels.astype(np.float32), batch["weights"].numpy())
+    centre = batch["image"].numpy()[:, m:m + out, m:m + out]
+    # bilinear image vs nearest labels at the same sampling point: within half a pixel
+    inside = batch["weights"].numpy() > 0
+    assert np.all(np.abs(centre[..., 0] - labels // w)[inside] <= 0.5 + 1e-3)
+    assert np.all(np.abs(centre[..., 1] - labels % w)[inside] <= 0.5 + 1e-3)
+    # and it was really deformed: not a plain cut of the image
+    grid_like = np.diff(centre[..., 1], axis=2)
+    assert not np.allclose(grid_like, 1.0, atol=1e-3)
+
+
+def test_augmented_tiles_same_seed_same_tiles():
+    geo = Geometry(2)
+    data = position_set()
+    aug = Augmentation()
+
+    def tiles(seed):
+        ds = training_dataset(data, geo, 44, 2, seed=seed, augmentation=aug)
+        return np.stack([b["image"].numpy() for b in ds.take(2)])
+
+    np.testing.assert_array_equal(tiles(3), tiles(3))
+    assert not np.array_equal(tiles(3), tiles(4))
+
+
+def test_each_augmentation_can_be_switched_off():
+    geo = Geometry(2)
+    data = position_set(channels=1)
+    plain = next(iter(training_dataset(data, geo, 44, 8, seed=1)))
+    off = next(iter(training_dataset(data, geo, 44, 8, seed=1, augmentation=Augmentation.off())))
+    np.testing.assert_array_equal(plain["image"].numpy(), off["image"].numpy())
+    assert not Augmentation.off().geometric
+    only_flips = Augmentation(elastic=False, rotation=0, shift=0, brightness=0, contrast=0)
+    flipped = next(iter(training_dataset(data, geo, 44, 8, seed=1, augmentation=only_flips)))
+    # flips only permute pixels of the plain tile: same values, other places
+    for a, b in zip(plain["image"].numpy(), flipped["image"].numpy()):
+        np.testing.assert_array_equal(np.sort(a.ravel()), np.sort(b.ravel()))
+    only_grey = Augmentation(elastic=False, flips=False, rotation=0, shift=0)
+    grey = next(iter(training_dataset(data, geo, 44, 8, seed=1, augmentation=only_grey)))
+    np.testing.assert_array_equal(grey["labels"].numpy(), plain["labels"].numpy())
+    assert not np.allclose(grey["image"].numpy(), plain["image"].numpy())
+
+
+@pytest.mark.parametrize("field,value,match", [("grid", 1, "grid"), ("shift", -1, "shift"),
+                                               ("contrast", 1.5, "contrast")])
+def test_bad_augmentation_settings(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        Augmentation(**{field: value}).validate()
+    with pytest.raises(ValueError, match="unknown augment key"):
+        Augmentation.from_dict({"elastik": True})
+
+
+def test_validation_tiles_cover_every_pixel_once_unaugmented():
+    geo = Geometry(2)
+    data = position_set(50, 61)
+    tiles = validation_tiles(data, geo, 44)
+    out, m = geo.output_size(44), geo.margin
+    assert tiles["labels"].shape[1:] == (out, out)
+    # every pixel id appears with weight > 0 exactly once
+    counted = tiles["labels"][tiles["weights"] > 0]
+    assert sorted(counted.tolist()) == list(range(1, 50 * 61))  # id 0 has weight 0 itself
+    # the tiles are plain cuts: the image centre equals the labels' positions
+    centre = tiles["image"][:, m:m + out, m:m + out]
+    inside = tiles["weights"] > 0
+    np.testing.assert_array_equal(centre[..., 0][inside], (tiles["labels"] // 61)[inside])
+
+
+def test_split_validation():
+    train, val = split_validation(10, 0.2, seed=1)
+    assert len(val) == 2 and sorted(train + val) == list(range(10))
+    assert split_validation(10, 0.2, seed=1) == (train, val)
+    assert split_validation(3, 0.01) [1] != []  # at least one validation image
+    with pytest.raises(ValueError, match="at least 2 images"):
+        split_validation(1, 0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        split_validation(5, 1.0)
