@@ -36,8 +36,7 @@ def _mask_image(classes, n_classes: int):
 
 
 @main.command()
-@click.argument("model", type=click.Path())
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("args", nargs=-1, required=True, type=click.Path(), metavar="[MODEL] INPUTS...")
 @click.option("--output", "-o", type=click.Path(), required=True, help="Folder for the results.")
 @click.option("--tile-size", type=int, help="Input tile size in px (default: chosen per image).")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Tiles per forward pass.")
@@ -45,12 +44,32 @@ def _mask_image(classes, n_classes: int):
 @click.option("--save-probabilities", is_flag=True, help="Also write NAME_probabilities.npy.")
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
               help="Write NAME_overlay.png: the mask over the image.")
-def predict(model, inputs, output, tile_size, batch_size, tta, save_probabilities, overlay) -> None:
-    """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras or SavedModel folder).
+@click.option("--server", metavar="URL",
+              help="Ask TF Serving at URL (e.g. http://localhost:8501) instead of a local MODEL.")
+@click.option("--model", "model_name", metavar="NAME", help="With --server: the served model's name.")
+@click.option("--version", "model_version", type=int, help="With --server: a model version.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="With --server: seconds per request.")
+def predict(args, output, tile_size, batch_size, tta, save_probabilities, overlay, server,
+            model_name, model_version, timeout) -> None:
+    """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras or SavedModel folder),
+    or with a model served by TF Serving (--server URL --model NAME; no MODEL then).
 
     Writes NAME_mask.png per image (0/255 for two classes, class ids otherwise; a multi-page
     NAME_mask.tif for TIFF stacks). A file that cannot be read is reported and skipped.
     """
+    if server:
+        if not model_name:
+            raise ValueError("--server needs --model NAME (the served model's name)")
+        if tta or save_probabilities or tile_size:
+            raise ValueError("--tta, --tile-size and --save-probabilities work with a local "
+                             "MODEL only, not with --server")
+        return _predict_remote(args, output, server, model_name, model_version, timeout, overlay)
+    if model_name or model_version:
+        raise ValueError("--model and --version go with --server; a local MODEL is a path")
+    if len(args) < 2:
+        raise ValueError("give MODEL and at least one input (or --server URL --model NAME)")
+    model, inputs = args[0], args[1:]
     import numpy as np
     import tifffile
 
@@ -96,6 +115,90 @@ def predict(model, inputs, output, tile_size, batch_size, tta, save_probabilitie
         raise SystemExit(1)
 
 
+def _predict_remote(inputs, output, server, model_name, version, timeout, overlay) -> None:
+    """predict --server: each image goes to the predict_png signature as a PNG."""
+    import cv2
+    import numpy as np
+
+    from keras_unet.data import read_pages
+    from keras_unet.serving import ServingClient, ServingError
+    from keras_unet.visualize import overlay as overlay_image
+    from keras_unet.visualize import write_png
+
+    client = ServingClient(server, model_name, version, timeout=timeout)
+    files = _inputs(inputs)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    with click.progressbar(files, label=f"Predicting with {client.model_url}",
+                           item_show_func=lambda p: p and p.name) as bar:
+        for path in bar:
+            try:
+                pages = read_pages(path)
+                if len(pages) != 1:
+                    raise ValueError(f"{path}: TIFF stacks are predicted locally only")
+                page = pages[0]
+                image = page if page.ndim == 2 or page.shape[2] != 3 else page[..., ::-1]  # RGB->BGR
+                ok, png = cv2.imencode(".png", image)
+                if not ok:
+                    raise ValueError(f"{path}: cannot encode as PNG")
+                (mask_png,) = client.predict_png([png.tobytes()])
+                mask = cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
+                write_png(out / f"{path.stem}_mask.png", mask)
+                if overlay:
+                    classes = mask // 255 if mask.max() == 255 else mask
+                    write_png(out / f"{path.stem}_overlay.png", overlay_image(page, classes))
+            except ServingError as exc:
+                if exc.status is None or exc.status in (404, 503):
+                    raise  # the server or model is missing: no point trying the other files
+                failed.append(f"{path}: {exc}")
+            except (ValueError, OSError) as exc:
+                message = str(exc)
+                failed.append(message if path.name in message else f"{path}: {message}")
+    for line in failed:
+        click.echo(f"Error: {line}", err=True)
+    click.echo(f"Wrote masks of {len(files) - len(failed)} of {len(files)} inputs to {out}")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command("serving-status")
+@click.option("--server", metavar="URL", required=True, help="TF Serving's REST address.")
+@click.option("--model", "model_name", metavar="NAME", required=True, help="The model's name.")
+@click.option("--version", "model_version", type=int, help="One version only.")
+@click.option("--json", "as_json", is_flag=True, help="Print TF Serving's answers as JSON.")
+def serving_status(server, model_name, model_version, as_json) -> None:
+    """Show a served model's versions and states, and its signatures."""
+    from keras_unet.serving import ServingClient
+
+    client = ServingClient(server, model_name, model_version)
+    status = client.status()
+    metadata = client.metadata()
+    if as_json:
+        click.echo(json.dumps({"status": status, "metadata": metadata}, indent=2))
+        return
+    click.echo(f"Model {model_name} at {server}:")
+    for v in status.get("model_version_status", []):
+        error = v.get("status", {}).get("error_message", "")
+        click.echo(f"  version {v.get('version')}: {v.get('state')}" + (f" ({error})" if error else ""))
+    sigs = metadata.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
+    version = metadata.get("model_spec", {}).get("version", "?")
+    click.echo(f"Signatures of version {version}:")
+    for name, sig in sorted(sigs.items()):
+        if name.startswith("__"):
+            continue
+
+        def describe(tensors):
+            parts = []
+            for alias, info in sorted(tensors.items()):
+                dims = info.get("tensor_shape", {}).get("dim", [])
+                shape = ",".join(str(d.get("size")) for d in dims)
+                parts.append(f"{alias}: {info.get('dtype', '?').removeprefix('DT_').lower()}[{shape}]")
+            return ", ".join(parts)
+
+        click.echo(f"  {name}({describe(sig.get('inputs', {}))}) -> {describe(sig.get('outputs', {}))}")
+
+
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--images", required=True, type=click.Path(), help="Folder of images (or TIFF stack).")
@@ -115,7 +218,9 @@ def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_jso
     xs, ys, names = load_pairs(images, masks)
     predictor = Predictor(model, tile_size, batch_size, tta)
     rows = []
-    with click.progressbar(list(zip(xs, ys, names)), label="Evaluating") as bar:
+    # With --json, stdout carries only the JSON; the progress goes to stderr.
+    stream = click.get_text_stream("stderr") if as_json else None
+    with click.progressbar(list(zip(xs, ys, names)), label="Evaluating", file=stream) as bar:
         for x, y, name in bar:
             truth, _ = labels_from_mask(y, predictor.n_classes, mask_type, name)
             if truth.shape != x.shape[:2]:

@@ -1,0 +1,77 @@
+"""Train on ISBI 2012 slices 00-24 and evaluate on slices 25-29 (the paper's first data set).
+
+Usage (about 25 minutes on a 2-core laptop CPU)::
+
+    python examples/isbi2012.py --data ../shared/data/isbi2012 --out runs/isbi2012
+
+The data folder holds ``train/images/NN.png`` and ``train/masks/NN.png`` (masks: 255 = cell,
+0 = membrane). The script links slices 00-24 and 25-29 into two folder pairs under ``--out``, then
+runs the two commands a user would type::
+
+    keras-unet fit --images OUT/data/train/images --masks OUT/data/train/masks \\
+        --val-fraction 0.1 --filters 16 --tile-size 508 --batch-size 1 \\
+        --epochs 28 --steps-per-epoch 120 --output OUT/run
+    keras-unet evaluate OUT/run/checkpoints/best.keras \\
+        --images OUT/data/test/images --masks OUT/data/test/masks
+
+Validation uses slices held out of 00-24, so slices 25-29 stay unseen until the evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def link_slices(data: Path, out: Path, names: list[str]) -> tuple[Path, Path]:
+    """Symbolic links to the chosen slices in ``out/images`` and ``out/masks``."""
+    for kind in ("images", "masks"):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            src = (data / "train" / kind / f"{name}.png").resolve()
+            if not src.is_file():
+                sys.exit(f"Error: {src} is missing; point --data at the isbi2012 folder")
+            link = out / kind / f"{name}.png"
+            if not link.exists():
+                link.symlink_to(src)
+    return out / "images", out / "masks"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/isbi2012"))
+    parser.add_argument("--out", type=Path, default=Path("runs/isbi2012"))
+    parser.add_argument("--epochs", type=int, default=28)
+    parser.add_argument("--steps-per-epoch", type=int, default=120)
+    args = parser.parse_args()
+
+    train_imgs, train_masks = link_slices(args.data, args.out / "data" / "train",
+                                          [f"{i:02d}" for i in range(25)])
+    test_imgs, test_masks = link_slices(args.data, args.out / "data" / "test",
+                                        [f"{i:02d}" for i in range(25, 30)])
+    cli = [sys.executable, "-m", "keras_unet.cli"]
+    run_dir = args.out / "run"
+    start = time.time()
+    subprocess.run(cli + [
+        "fit", "--images", str(train_imgs), "--masks", str(train_masks), "--val-fraction", "0.1",
+        "--filters", "16", "--tile-size", "508", "--batch-size", "1",
+        "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch),
+        "--output", str(run_dir), "--overwrite",
+    ], check=True)
+    minutes = (time.time() - start) / 60
+    result = subprocess.run(cli + [
+        "evaluate", str(run_dir / "checkpoints" / "best.keras"),
+        "--images", str(test_imgs), "--masks", str(test_masks), "--json",
+    ], check=True, capture_output=True, text=True)
+    scores = json.loads(result.stdout)
+    print(json.dumps(scores, indent=2))
+    print(f"Training took {minutes:.1f} min; pixel error on slices 25-29: "
+          f"{scores['mean']['pixel_error']:.4f} (predicting 'all cell' gives 0.22)")
+
+
+if __name__ == "__main__":
+    main()
