@@ -122,9 +122,12 @@ def _opt(*names, field=None, **kw):
 @click.option("--export", "export_name", metavar="NAME",
               help="After training, export a SavedModel to EXPORT_DIR/NAME/<version>.")
 @click.option("--export-dir", type=click.Path(), default="exported_models", show_default=True)
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved settings (defaults < --preset < --config < options) as "
+                   "JSON and stop.")
 @click.pass_context
 def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, no_weight_map,
-        no_augment, export_name, export_dir, **options) -> None:
+        no_augment, export_name, export_dir, dry_run, **options) -> None:
     """Train a U-Net. Without --images/--masks it trains on the built-in demo data."""
     from keras_unet.training import PRESETS, TrainConfig, load_config_file
 
@@ -174,8 +177,17 @@ def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, 
                           contrast=0.0)
         config = TrainConfig.from_dict(values)
         config.validate()  # before reading any data: bad options fail fast
+        if dry_run:
+            click.echo(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+            return
         run_dir = Path(output or time.strftime("runs/unet-%Y%m%d-%H%M%S"))
-        if (run_dir / "model.keras").exists() or (run_dir / "config.json").exists():
+        own = run_dir  # other workers of a multi-worker run write to RUN_DIR/worker-N
+        if config.strategy == "multi-worker":
+            from keras_unet.training import worker_info
+
+            index, chief = worker_info()
+            own = run_dir if chief else run_dir / f"worker-{index}"
+        if (own / "model.keras").exists() or (own / "config.json").exists():
             if not overwrite:  # with --overwrite the files are replaced as the new run writes them
                 raise FileExistsError(
                     f"{run_dir} holds another run; choose another --output, pass --overwrite, "

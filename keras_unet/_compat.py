@@ -58,3 +58,66 @@ if keras.backend.backend() != "tensorflow":  # pragma: no cover
 def register(cls):
     """Register a layer class for serialization, so ``.keras`` files load without custom_objects."""
     return keras.saving.register_keras_serializable(package="keras_unet")(cls)
+
+
+def distributed_symbolic_build(model) -> None:
+    """Let ``model.fit`` take batches that are dicts under a tf.distribute strategy.
+
+    Keras 3's TensorFlow trainer builds its metrics from the first batch by calling
+    ``strategy.reduce("MEAN", batch)``, which fails when the batch is a structure (our
+    ``{"image", "labels", "weights"}`` dict): "Attempt to convert a value ({'image': PerReplica…".
+    Building only needs shapes, so this instance-level replacement takes the first replica's part
+    of each value instead. It changes nothing for models trained without a strategy.
+    """
+    import types
+
+    from keras.src import tree
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tree.map_structure(
+                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    batch,
+                )
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    if hasattr(model, "_maybe_symbolic_build"):
+        model._maybe_symbolic_build = types.MethodType(_maybe_symbolic_build, model)
+
+
+def patch_multi_worker_reduction() -> None:
+    """Let Keras 3 average scalar logs (the loss) across workers.
+
+    Under MultiWorkerMirroredStrategy, Keras' TensorFlow trainer reduces every per-replica log
+    value with ``strategy.reduce("MEAN", v, axis=0)``, which fails for rank-0 values ("Invalid
+    reduction dimension 0 for input with 0 dimensions"). Scalars are averaged over the replicas
+    (``axis=None``) instead; everything else is left to Keras. Applied only when a multi-worker
+    strategy is created, and only once.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    if getattr(original, "_keras_unet_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            def reduce(v):
+                if isinstance(v, tf.distribute.DistributedValues) or tf.is_tensor(v):
+                    rank = strategy.experimental_local_results(v)[0].shape.rank
+                    return strategy.reduce("MEAN", v, axis=None if rank == 0 else 0)
+                return v
+
+            return tree.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._keras_unet_patched = True
+    trainer.reduce_per_replica = reduce_per_replica

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from ._compat import keras, tf
+from ._compat import distributed_symbolic_build, keras, patch_multi_worker_reduction, tf
 from .augment import Augmentation
 from .data import (
     TrainingSet,
@@ -326,6 +326,7 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
                 "--strategy multi-worker needs the TF_CONFIG variable describing the cluster "
                 "(see the README, 'Training on several machines')"
             )
+        patch_multi_worker_reduction()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
 
@@ -588,18 +589,16 @@ def train(
     aug = config.augmentation
     start = initial_epoch * config.steps_per_epoch * config.batch_size
 
-    def per_worker(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        if ctx is None:
-            return training_dataset(data, config.geometry, config.tile_size, config.batch_size,
-                                    config.seed, aug, start)
-        return training_dataset(
-            data, config.geometry, config.tile_size,
-            ctx.get_per_replica_batch_size(config.batch_size),
-            config.seed * 1000 + ctx.input_pipeline_id, aug, start // ctx.num_input_pipelines,
-        )
-
-    dataset = (per_worker() if config.strategy == "default"
-               else strategy.distribute_datasets_from_function(per_worker))
+    # Each worker draws its own tiles (its seed differs); Keras splits every global batch among
+    # the worker's replicas. Sharding a generated dataset would only discard work, so it is off.
+    dataset = training_dataset(
+        data, config.geometry, config.tile_size, config.batch_size,
+        config.seed + 7919 * worker, aug, start,
+    )
+    if config.strategy != "default":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
 
     if chief:
         _write_json_atomic(config.to_dict(), run_dir / "config.json")
@@ -629,6 +628,8 @@ def train(
     else:
         say("TensorBoard is not installed, so no TensorBoard logs: pip install tensorboard")
     cbs += list(callbacks or [])
+    if config.strategy != "default":
+        distributed_symbolic_build(model)
     try:
         history = model.fit(
             dataset,

@@ -157,3 +157,77 @@ def test_predict_and_evaluate(tmp_path):
 
     result = run("predict", model, tmp_path / "img", "-o", tmp_path / "o2", "--tile-size", "35")
     assert result.exit_code == 1 and "tile size 35 is not valid" in result.output
+
+
+def write_pair(folder, name, image, mask):
+    (folder / "img").mkdir(exist_ok=True)
+    (folder / "msk").mkdir(exist_ok=True)
+    if image is not None:
+        cv2.imwrite(str(folder / "img" / f"{name}.png"), image)
+    if mask is not None:
+        cv2.imwrite(str(folder / "msk" / f"{name}.png"), mask)
+
+
+def binary(h=40, w=40):
+    mask = np.zeros((h, w), np.uint8)
+    mask[5:20, 5:20] = 255
+    return mask
+
+
+def grey(h=40, w=40):
+    return np.random.default_rng(0).integers(0, 255, (h, w), np.uint8)
+
+
+def case_unmatched(tmp):
+    write_pair(tmp, "a", grey(), binary())
+    write_pair(tmp, "b", grey(), None)
+    write_pair(tmp, "c", None, binary())
+    return "images without a mask: b; masks without an image: c"
+
+
+def case_size_mismatch(tmp):
+    write_pair(tmp, "a", grey(40, 40), binary(40, 41))
+    return "a.png: image is 40x40 but its mask is 41x40"
+
+
+def case_unreadable(tmp):
+    write_pair(tmp, "a", grey(), binary())
+    (tmp / "img" / "b.png").write_bytes(b"this is not a png")
+    write_pair(tmp, "b", None, binary())
+    return "cannot read image"
+
+
+def case_empty(tmp):
+    (tmp / "img").mkdir()
+    (tmp / "msk").mkdir()
+    return "images folder"
+
+
+def case_mask_values(tmp):
+    mask = binary()
+    mask[30:, 30:] = 7
+    write_pair(tmp, "a", grey(), mask)
+    return "a.png: a binary mask must hold 0 and one other value, found [0, 7, 255]"
+
+
+def case_3d(tmp):
+    import tifffile
+
+    write_pair(tmp, "a", None, binary())
+    (tmp / "img").mkdir(exist_ok=True)
+    tifffile.imwrite(tmp / "img" / "a.tif", np.zeros((5, 40, 40, 2), np.uint8))
+    return "expected a 2-D image"
+
+
+@pytest.mark.parametrize("case", [case_unmatched, case_size_mismatch, case_unreadable, case_empty,
+                                  case_mask_values, case_3d])
+def test_fit_bad_data_is_one_line(tmp_path, case):
+    message = case(tmp_path)
+    extra = ["--mask-type", "binary"] if case is case_mask_values else []
+    result = run("fit", *TINY, "--images", tmp_path / "img", "--masks", tmp_path / "msk",
+                 "--output", tmp_path / "r", *extra)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r" / "model.keras").exists()

@@ -1,0 +1,277 @@
+"""Training runs: settings and their precedence, checkpoints and resume after SIGKILL, NaN stop,
+Ctrl-C, validation metrics and curves, mixed precision, and a real two-worker run."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keras_unet._compat import keras
+from keras_unet.cli import main
+from keras_unet.data import demo_data
+from keras_unet.training import (
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    load_config_file,
+    prepare_training_set,
+    train,
+)
+
+TINY = dict(depth=2, filters=2, tile_size=44, batch_size=2, steps_per_epoch=3, epochs=2)
+TINY_CLI = ["--depth", "2", "--filters", "2", "--tile-size", "44", "--batch-size", "2",
+            "--steps-per-epoch", "3"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def tiny_data(config, n=3, size=48, seed=0):
+    images, labels = demo_data(n, size, seed=seed)
+    return prepare_training_set(list(images), list(labels), config)
+
+
+def cli_command(*args):
+    return [sys.executable, "-m", "keras_unet.cli", *map(str, args)]
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+
+
+def test_config_file_and_option_precedence(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("filters: 8\nlr: 0.05\nrotation: 0\nelastic-sigma: 4\n")
+    result = run("fit", "--preset", "paper", "--config", cfg, "--lr", "0.5", "--dry-run")
+    assert result.exit_code == 0, result.output
+    resolved = json.loads(result.output)
+    assert resolved["optimizer"] == "sgd" and resolved["tile_size"] == 572  # from the preset
+    assert resolved["filters"] == 8 and resolved["rotation"] == 0  # the file beats the preset
+    assert resolved["elastic_sigma"] == 4  # dashes work in files too
+    assert resolved["lr"] == 0.5  # the command line beats the file
+    assert resolved["momentum"] == 0.99 and resolved["batch_size"] == 1
+    plain = json.loads(run("fit", "--dry-run").output)
+    assert plain["optimizer"] == "adam" and plain["filters"] == 16
+
+
+def test_json_config_and_unknown_keys(tmp_path):
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps({"depth": 3, "epochs": 2}))
+    assert load_config_file(good) == {"depth": 3, "epochs": 2}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("depht: 3\nfilters: 8\nlearning_rate: 1\n")
+    result = run("fit", "--config", bad, "--dry-run")
+    assert result.exit_code == 1
+    assert "unknown config file" in result.output and "depht, learning_rate" in result.output
+    broken = tmp_path / "broken.json"
+    broken.write_text("{nope")
+    assert "not valid JSON" in run("fit", "--config", broken).output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--no-augment", "--rotation", "5"], "--no-augment contradicts --rotation"),
+    (["--no-weight-map", "--w0", "3"], "--no-weight-map contradicts"),
+    (["--val-fraction", "0.2", "--val-images", "a", "--val-masks", "b"], "not both"),
+    (["--tile-size", "45"], "tile size 45 is not valid"),
+    (["--mixed-precision", "float16", "--strategy", "multi-worker"], "TF_CONFIG"),
+])
+def test_bad_or_contradictory_options(tmp_path, args, message):
+    env_backup = os.environ.pop("TF_CONFIG", None)
+    try:
+        result = run("fit", *TINY_CLI, "--epochs", "1", "--output", tmp_path / "r", *args)
+    finally:
+        if env_backup is not None:
+            os.environ["TF_CONFIG"] = env_backup
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_resume_errors(tmp_path):
+    assert "holds no run to resume" in run("fit", "--resume", tmp_path / "none").output
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text(json.dumps(TINY))
+    assert "no checkpoint to resume from" in run("fit", "--resume", tmp_path / "r").output
+    (tmp_path / "r" / "checkpoints").mkdir()
+    (tmp_path / "r" / "checkpoints" / "last.keras").write_bytes(b"not a zip")
+    result = run("fit", "--resume", tmp_path / "r")
+    assert result.exit_code == 1 and "checkpoint" in result.output and "damaged" in result.output
+    assert "drop --lr" in run("fit", "--resume", tmp_path / "r", "--lr", "0.1").output
+
+
+def test_existing_run_is_refused(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("{}")
+    result = run("fit", *TINY_CLI, "--output", tmp_path / "r")
+    assert result.exit_code == 1 and "--resume" in result.output and "--overwrite" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def test_run_writes_checkpoints_metrics_logs_and_curves(tmp_path):
+    result = run("fit", *TINY_CLI, "--epochs", "2", "--output", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "val_pixel_error" in out and "val_iou" in out and "val_dice" in out
+    assert "Best model:" in out and "curves.png" in out
+    run_dir = tmp_path / "r"
+    for name in ("model.keras", "config.json", "history.csv", "curves.png",
+                 "checkpoints/last.keras", "checkpoints/best.keras", "checkpoints/best.json"):
+        assert (run_dir / name).is_file(), name
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert {"loss", "val_loss", "val_pixel_error", "val_iou", "val_dice"} <= set(rows[0])
+    assert 0 <= float(rows[-1]["val_pixel_error"]) <= 1
+    best = json.loads((run_dir / "checkpoints" / "best.json").read_text())
+    assert best["monitor"] == "val_loss"
+    assert best["value"] == pytest.approx(min(float(r["val_loss"]) for r in rows))
+    events = list((run_dir / "logs").rglob("events.out.tfevents*"))
+    assert any("images" in str(p) for p in events) and any("train" in str(p) for p in events)
+    import cv2
+
+    curves = cv2.imread(str(run_dir / "curves.png"))
+    assert curves.shape[0] > 100 and curves.shape[1] > 500
+
+
+def test_resume_after_sigkill_continues_with_the_optimizer_state(tmp_path):
+    run_dir = tmp_path / "r"
+    args = ["fit", *TINY_CLI, "--epochs", "60", "--output", run_dir]
+    proc = subprocess.Popen(cli_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = run_dir / "history.csv"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if history.exists() and len(history.read_text().splitlines()) >= 3:  # 2 epochs done
+                break
+            if proc.poll() is not None:
+                pytest.fail("training ended before it could be killed")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no epoch finished in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    steps = int(last.optimizer.iterations.numpy())
+    assert steps % 3 == 0 and steps >= 6  # whole epochs only
+    done = steps // 3
+    assert not list(run_dir.glob("**/.*partial*"))  # no half-written file is left behind
+
+    result = run("fit", "--resume", run_dir, "--epochs", str(done + 2))
+    assert result.exit_code == 0, result.output
+    assert f"Resuming at epoch {done + 1} of {done + 2} (optimizer step {steps})" in result.output
+    final = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    assert int(final.optimizer.iterations.numpy()) == (done + 2) * 3
+    epochs = [int(r["epoch"]) for r in csv.DictReader(history.open())]
+    assert epochs == list(range(done + 2))  # one row per epoch, none lost or repeated
+    assert "already finished" in run("fit", "--resume", run_dir).output
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 4})
+    data = tiny_data(config)
+
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:  # after the first checkpoint: the weights go NaN
+                kernel = self.model.get_layer("logits").kernel
+                kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    with pytest.raises(TrainingDiverged, match="NaN at epoch 2, step 1.*last good checkpoint"):
+        train(config, data, tmp_path / "r", verbose=0, callbacks=[Poison()])
+    last = keras.models.load_model(tmp_path / "r" / "checkpoints" / "last.keras")
+    assert all(np.all(np.isfinite(w)) for w in last.get_weights())
+    assert int(last.optimizer.iterations.numpy()) == 3
+    assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_nan_in_the_data_is_one_line_from_the_cli(tmp_path):
+    import cv2
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    image = np.full((50, 50), np.nan, np.float32)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "img" / "a.tif", image)
+    cv2.imwrite(str(tmp_path / "msk" / "a.png"), np.zeros((50, 50), np.uint8) + 255 * (np.eye(50) > 0))
+    result = run("fit", *TINY_CLI, "--epochs", "1", "--images", tmp_path / "img", "--masks",
+                 tmp_path / "msk", "--output", tmp_path / "r")
+    assert result.exit_code == 1 and "NaN" in result.output and "Traceback" not in result.output
+
+
+def test_ctrl_c_saves_the_model(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 3})
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(config, tiny_data(config), tmp_path / "r", verbose=0, callbacks=[CtrlC()])
+    assert "--resume" in info.value.message
+    assert keras.models.load_model(tmp_path / "r" / "model.keras").output_shape[-1] == 2
+
+
+def test_mixed_precision_trains_and_saves_float32(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 1, "mixed_precision": "bfloat16"})
+    result = train(config, tiny_data(config), tmp_path / "r", verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # restored afterwards
+    saved = keras.models.load_model(result.model_path)
+    assert all(w.dtype == "float32" for w in saved.weights)
+    assert saved.get_layer("down1_conv1").dtype_policy.name == "float32"
+    assert np.isfinite(result.history["loss"][0])
+
+
+def test_jit_compiles(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 1, "jit": True})
+    result = train(config, tiny_data(config), tmp_path / "r", verbose=0)
+    assert np.isfinite(result.history["loss"][0])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_finish_with_equal_weights(tmp_path):
+    """MultiWorkerMirroredStrategy for real: two CPU processes on 127.0.0.1."""
+    ports = [free_port(), free_port()]
+    run_dir = tmp_path / "run"
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CONFIG=json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }))
+        args = ["fit", *TINY_CLI, "--epochs", "2", "--strategy", "multi-worker",
+                "--output", run_dir]
+        procs.append(subprocess.Popen(cli_command(*args), env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        outputs.append(out)
+        assert proc.returncode == 0, out[-2000:]
+    assert "2 replica(s): 1 tile(s) per replica, global batch 2." in outputs[0]
+    chief = keras.models.load_model(run_dir / "model.keras")
+    other = keras.models.load_model(run_dir / "worker-1" / "model.keras")
+    for a, b in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # both ran all 2 x 3 steps in lockstep, and the chief recorded the run
+    last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    assert int(last.optimizer.iterations.numpy()) == 6
+    assert json.loads((run_dir / "config.json").read_text())["strategy"] == "multi-worker"
