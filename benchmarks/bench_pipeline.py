@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import median_time
+
 from keras_unet._compat import keras, tf
 from keras_unet.augment import Augmentation, dense_field, random_grid, warp
 from keras_unet.data import demo_data, load_pairs, training_dataset
@@ -32,17 +34,6 @@ from keras_unet.model import Geometry, build_unet
 from keras_unet.training import TrainConfig, prepare_training_set
 
 TILE = 572
-
-
-def timed(fn, repeat: int) -> float:
-    """Median seconds of ``fn()`` over ``repeat`` runs (after one warm-up run)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -88,7 +79,7 @@ def main() -> None:
     for base in (64, 16):
         model = build_training_model(build_unet(filters=base))
         model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.99))
-        step_s = timed(lambda: model.train_on_batch(one), repeat=3 if base == 64 else 5)
+        step_s = median_time(lambda: model.train_on_batch(one), repeat=3 if base == 64 else 5)
         label = "default network build_unet()" if base == 64 else "laptop default, 16 filters"
         print(f"train step, {label:30s} {TILE} px, batch 1: {step_s:6.2f} s "
               f"-> pipeline is {step_s / pipe_s:6.1f}x faster than training consumes tiles")
@@ -111,8 +102,8 @@ def main() -> None:
 
     x_t, y_t, w_t = tf.constant(image), tf.constant(labels), tf.constant(weights)
     seed = tf.constant([1, 2], tf.int64)
-    ours1 = timed(lambda: ours_image(x_t, seed).numpy(), 30)
-    ours3 = timed(lambda: [a.numpy() for a in ours_three(x_t, y_t, w_t, seed)], 30)
+    ours1 = median_time(lambda: ours_image(x_t, seed).numpy(), 30)
+    ours3 = median_time(lambda: [a.numpy() for a in ours_three(x_t, y_t, w_t, seed)], 30)
     try:
         import elasticdeform
     except ImportError:
@@ -120,10 +111,10 @@ def main() -> None:
               f"{1000 * ours1:.1f} ms (image), {1000 * ours3:.1f} ms (image + labels + weights); "
               "pip install elasticdeform for the comparison")
         return
-    theirs1 = timed(lambda: elasticdeform.deform_random_grid(image, sigma=10, points=3, order=1), 30)
-    theirs3 = timed(lambda: elasticdeform.deform_random_grid(
+    theirs1 = median_time(lambda: elasticdeform.deform_random_grid(image, sigma=10, points=3, order=1), 30)
+    theirs3 = median_time(lambda: elasticdeform.deform_random_grid(
         [image, labels, weights], sigma=10, points=3, order=[1, 0, 0]), 30)
-    theirs_default = timed(lambda: elasticdeform.deform_random_grid(image, sigma=10, points=3), 10)
+    theirs_default = median_time(lambda: elasticdeform.deform_random_grid(image, sigma=10, points=3), 10)
     print(f"elastic deformation of one {TILE}x{TILE} tile (median):")
     print(f"  image, bilinear:               ours {1000 * ours1:6.2f} ms, elasticdeform "
           f"{1000 * theirs1:6.2f} ms, ratio ours/theirs {ours1 / theirs1:.2f}")

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import numpy as np
+
+from _timing import median_time
 
 from keras_unet._compat import tf
 from keras_unet.data import normalize
@@ -24,16 +25,6 @@ from keras_unet.model import build_unet
 from keras_unet.tiling import predict_tiled
 
 TILE = 572
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main() -> None:

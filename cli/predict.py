@@ -28,6 +28,21 @@ def _inputs(paths: tuple[str, ...]) -> list[Path]:
     return files
 
 
+def _failure(path: Path, exc: Exception) -> str:
+    """One line for a file that could not be predicted (most messages name the file already)."""
+    message = str(exc)
+    return message if path.name in message else f"{path}: {message}"
+
+
+def _report(failed: list[str], n_files: int, out: Path) -> None:
+    """The per-file errors, a summary line, and exit status 1 if any file failed."""
+    for line in failed:
+        click.echo(f"Error: {line}", err=True)
+    click.echo(f"Wrote masks of {n_files - len(failed)} of {n_files} inputs to {out}")
+    if failed:
+        raise SystemExit(1)
+
+
 def _mask_image(classes, n_classes: int):
     import numpy as np
 
@@ -106,13 +121,8 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
                     tifffile.imwrite(tmp, np.stack(masks))
                     tmp.replace(out / f"{path.stem}_mask.tif")
             except (ValueError, OSError) as exc:
-                message = str(exc)  # most messages name the file already
-                failed.append(message if path.name in message else f"{path}: {message}")
-    for line in failed:
-        click.echo(f"Error: {line}", err=True)
-    click.echo(f"Wrote masks of {len(files) - len(failed)} of {len(files)} inputs to {out}")
-    if failed:
-        raise SystemExit(1)
+                failed.append(_failure(path, exc))
+    _report(failed, len(files), out)
 
 
 def _predict_remote(inputs, output, server, model_name, version, timeout, overlay) -> None:
@@ -153,13 +163,8 @@ def _predict_remote(inputs, output, server, model_name, version, timeout, overla
                     raise  # the server or model is missing: no point trying the other files
                 failed.append(f"{path}: {exc}")
             except (ValueError, OSError) as exc:
-                message = str(exc)
-                failed.append(message if path.name in message else f"{path}: {message}")
-    for line in failed:
-        click.echo(f"Error: {line}", err=True)
-    click.echo(f"Wrote masks of {len(files) - len(failed)} of {len(files)} inputs to {out}")
-    if failed:
-        raise SystemExit(1)
+                failed.append(_failure(path, exc))
+    _report(failed, len(files), out)
 
 
 @main.command("serving-status")

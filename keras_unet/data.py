@@ -250,13 +250,17 @@ def list_images(folder: str | os.PathLike, what: str = "images") -> list[Path]:
 
 
 def load_pairs(
-    images: str | os.PathLike, masks: str | os.PathLike
+    images: str | os.PathLike | Sequence[str | os.PathLike],
+    masks: str | os.PathLike | Sequence[str | os.PathLike],
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """Read training pairs from two folders (matched by file stem) or two TIFF stacks.
+    """Read training pairs from two folders (matched by file stem), two TIFF stacks, or two
+    lists of paths (matched by position).
 
     Args:
-        images: a folder of images, or a multi-page TIFF stack (ISBI 2012's train-volume.tif).
-        masks: the matching folder of masks (same stems; suffixes may differ), or TIFF stack.
+        images: a folder of images, a multi-page TIFF stack (ISBI 2012's train-volume.tif), or a
+            list of image files.
+        masks: the matching folder of masks (same stems; suffixes may differ), TIFF stack, or
+            list of mask files (the i-th mask belongs to the i-th image).
 
     Returns:
         ``images`` (each ``(H, W, C)``, own dtype), ``masks`` (each ``(H, W)``) and their names.
@@ -264,6 +268,17 @@ def load_pairs(
     Raises:
         ValueError / FileNotFoundError naming the unmatched or unreadable files.
     """
+    if not isinstance(images, (str, os.PathLike)) or not isinstance(masks, (str, os.PathLike)):
+        image_list, mask_list = [Path(p) for p in images], [Path(p) for p in masks]
+        if len(image_list) != len(mask_list):
+            raise ValueError(
+                f"got {len(image_list)} image files but {len(mask_list)} mask files; "
+                "give one mask per image, in the same order"
+            )
+        if not image_list:
+            raise ValueError("the lists of images and masks are empty")
+        return ([read_image(p) for p in image_list], [read_mask(p) for p in mask_list],
+                [p.name for p in image_list])
     images, masks = Path(images), Path(masks)
     if images.is_file() or masks.is_file():
         if not (images.is_file() and masks.is_file()):

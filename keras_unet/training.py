@@ -619,9 +619,11 @@ def train(
     best_info = ckpt_dir / "best.json"
     best = json.loads(best_info.read_text())["value"] if resume and best_info.exists() else math.inf
     monitor = "val_loss" if val_data is not None else "loss"
+    # history.csv before the checkpoint: a run killed between the two has one row too many,
+    # which --resume trims, never one too few.
     cbs += [
-        Checkpoints(ckpt_dir, unet, to_float32, monitor, best),
         keras.callbacks.CSVLogger(str(history_csv), append=resume),
+        Checkpoints(ckpt_dir, unet, to_float32, monitor, best),
     ]
     if tensorboard_available():
         cbs.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False))

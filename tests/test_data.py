@@ -62,6 +62,16 @@ def test_load_pairs_from_folders(tmp_path):
     assert xs[0].shape == (40, 48, 1) and ys[0].shape == (40, 48)
 
 
+def test_load_pairs_from_lists_of_paths(tmp_path):
+    images, masks = write_pairs(tmp_path)
+    xs, ys, names = load_pairs([images / "s2.png", images / "s0.png"],
+                               [masks / "s2.png", masks / "s0.png"])
+    assert names == ["s2.png", "s0.png"] and len(ys) == 2
+    np.testing.assert_array_equal(xs[1], load_pairs(images, masks)[0][0])
+    with pytest.raises(ValueError, match="2 image files but 1 mask files"):
+        load_pairs([images / "s2.png", images / "s0.png"], [masks / "s2.png"])
+
+
 def test_load_pairs_lists_unmatched_files(tmp_path):
     images, masks = write_pairs(tmp_path)
     (masks / "s1.png").rename(masks / "other.png")

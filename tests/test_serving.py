@@ -370,3 +370,29 @@ def test_cli_predict_server_and_serving_status(unet, server, tmp_path, rng):
                                    str(tmp_path / "a.png"), "-o", str(tmp_path / "out2")])
     assert missing.exit_code == 1 and "404" in missing.output and "Traceback" not in missing.output
     assert len(missing.output.strip().splitlines()) <= 2
+
+
+def test_export_killed_halfway_leaves_no_version(tmp_path):
+    """SIGKILL while the SavedModel is being written: no numeric folder for TF Serving to load."""
+    import signal
+    import time
+
+    script = (
+        "import sys\n"
+        "from keras_unet import build_unet, export_saved_model\n"
+        "export_saved_model(build_unet(filters=64), sys.argv[1], 'big')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = tmp_path / "big"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if base.is_dir() and any(p.name.startswith(".partial") for p in base.iterdir()):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the export finished before it could be killed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert [p.name for p in base.iterdir() if p.name.isdigit()] == []
