@@ -1,6 +1,6 @@
 """Input pipeline speed, side by side in one run.
 
-    pip install elasticdeform   # for the comparison only
+    pip install --no-binary elasticdeform elasticdeform   # the comparison only (NumPy 2 build)
     python benchmarks/bench_pipeline.py [--data ../shared/data/isbi2012]
 
 Prints:
@@ -109,7 +109,7 @@ def main() -> None:
     except ImportError:
         print("elastic deformation of one tile: ours "
               f"{1000 * ours1:.1f} ms (image), {1000 * ours3:.1f} ms (image + labels + weights); "
-              "pip install elasticdeform for the comparison")
+              "pip install --no-binary elasticdeform elasticdeform for the comparison")
         return
     theirs1 = median_time(lambda: elasticdeform.deform_random_grid(image, sigma=10, points=3, order=1), 30)
     theirs3 = median_time(lambda: elasticdeform.deform_random_grid(

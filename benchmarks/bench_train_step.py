@@ -33,7 +33,7 @@ TILE = 572
 
 def forward_flops(model: keras.Model) -> float:
     """Multiply-adds x 2 of every convolution for one TILE x TILE input."""
-    fixed = build_unet((TILE, TILE, 1), filters=model.get_layer("down1_conv1").filters)
+    fixed = build_unet((TILE, TILE, 1), filters=model.get_layer("down0_conv1").filters)
     total = 0.0
     for layer in fixed.layers:
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):

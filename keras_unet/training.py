@@ -269,6 +269,11 @@ def prepare_training_set(
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
     xs, ys, ws = [], [], []
     for image, mask, name in zip(images, masks, names):
+        if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
+            raise ValueError(
+                f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
+                "numpy.nan_to_num) before training"
+            )
         x = normalize(image, config.normalization)
         if x.shape[:2] != np.shape(mask)[:2]:
             raise ValueError(
@@ -605,6 +610,8 @@ def train(
     history_csv = run_dir / "history.csv"
     if resume:
         _trim_history(history_csv, initial_epoch)
+        for stale in run_dir.glob("**/.*.partial*"):  # left by a run killed while writing
+            stale.unlink()
     to_float32 = lambda m: float32_copy(m, config, data.channels)  # noqa: E731
     guard = NaNGuard()
     cbs: list[keras.callbacks.Callback] = [guard]
@@ -614,7 +621,7 @@ def train(
         validation = validation_dataset(val_data, config.geometry, config.tile_size,
                                         config.batch_size)
         cbs.append(ValidationMetrics(unet, tiles, config.batch_size))
-        if chief and tensorboard_available():
+        if tensorboard_available():  # every worker: its predict takes part in collectives
             cbs.append(TensorBoardImages(run_dir / "logs", unet, tiles, config.geometry))
     best_info = ckpt_dir / "best.json"
     best = json.loads(best_info.read_text())["value"] if resume and best_info.exists() else math.inf

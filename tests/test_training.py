@@ -164,9 +164,12 @@ def test_resume_after_sigkill_continues_with_the_optimizer_state(tmp_path):
         proc.wait()
     last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
     steps = int(last.optimizer.iterations.numpy())
-    assert steps % 3 == 0 and steps >= 6  # whole epochs only
+    assert steps % 3 == 0 and steps >= 3  # whole epochs only (the CSV row comes first)
     done = steps // 3
-    assert not list(run_dir.glob("**/.*partial*"))  # no half-written file is left behind
+    # a file being written when the kill came stays under its temporary name; the real ones load
+    for path in run_dir.glob("**/*.keras"):
+        if not path.name.startswith("."):
+            keras.models.load_model(path)
 
     result = run("fit", "--resume", run_dir, "--epochs", str(done + 2))
     assert result.exit_code == 0, result.output
@@ -176,6 +179,7 @@ def test_resume_after_sigkill_continues_with_the_optimizer_state(tmp_path):
     epochs = [int(r["epoch"]) for r in csv.DictReader(history.open())]
     assert epochs == list(range(done + 2))  # one row per epoch, none lost or repeated
     assert "already finished" in run("fit", "--resume", run_dir).output
+    assert not list(run_dir.glob("**/.*partial*"))  # resuming cleared the temporary files
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -196,7 +200,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not (tmp_path / "r" / "model.keras").exists()
 
 
-def test_nan_in_the_data_is_one_line_from_the_cli(tmp_path):
+def test_nan_in_an_image_is_one_line_from_the_cli(tmp_path):
     import cv2
 
     (tmp_path / "img").mkdir()
@@ -208,7 +212,8 @@ def test_nan_in_the_data_is_one_line_from_the_cli(tmp_path):
     cv2.imwrite(str(tmp_path / "msk" / "a.png"), np.zeros((50, 50), np.uint8) + 255 * (np.eye(50) > 0))
     result = run("fit", *TINY_CLI, "--epochs", "1", "--images", tmp_path / "img", "--masks",
                  tmp_path / "msk", "--output", tmp_path / "r")
-    assert result.exit_code == 1 and "NaN" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: a.tif: the image holds NaN or infinite values" in result.output
 
 
 def test_ctrl_c_saves_the_model(tmp_path):
@@ -231,7 +236,7 @@ def test_mixed_precision_trains_and_saves_float32(tmp_path):
     assert keras.config.dtype_policy().name == "float32"  # restored afterwards
     saved = keras.models.load_model(result.model_path)
     assert all(w.dtype == "float32" for w in saved.weights)
-    assert saved.get_layer("down1_conv1").dtype_policy.name == "float32"
+    assert saved.get_layer("down0_conv1").dtype_policy.name == "float32"
     assert np.isfinite(result.history["loss"][0])
 
 
