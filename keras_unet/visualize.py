@@ -77,7 +77,7 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
     """One line chart, RGB uint8: axes with ticks, one coloured line per series, a legend."""
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 60, 15, 30, 40
+    left, right, top, bottom = 60, 15, 48, 40
     font = cv2.FONT_HERSHEY_SIMPLEX
     values = np.array([v for vs in series.values() for v in vs if np.isfinite(v)], np.float64)
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
@@ -100,7 +100,8 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
         cv2.line(img, (left - 4, y), (left, y), (0, 0, 0), 1)
         cv2.line(img, (left + 1, y), (w - right - 1, y), (230, 230, 230), 1)
         cv2.putText(img, f"{v:.3g}", (2, y + 4), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
-    for e in sorted(set(np.linspace(e0, e1, min(6, int(e1 - e0) + 1)).round().astype(int))):
+    step = max(1, int(np.ceil((e1 - e0) / 5)))
+    for e in range(int(e0), int(e1) + 1, step):
         x, _ = to_px(e, lo)
         cv2.line(img, (x, h - bottom), (x, h - bottom + 4), (0, 0, 0), 1)
         cv2.putText(img, str(e), (x - 6, h - bottom + 16), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
@@ -113,9 +114,13 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
             cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 2, cv2.LINE_AA)
         for p in pts:
             cv2.circle(img, p, 3, colour, -1, cv2.LINE_AA)
-        ly = top + 16 + 16 * i
-        cv2.line(img, (w - right - 150, ly - 4), (w - right - 130, ly - 4), colour, 2)
-        cv2.putText(img, name, (w - right - 125, ly), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    # the legend, in a row between the title and the plot area
+    x = left
+    for i, name in enumerate(series):
+        colour = _LINE_COLOURS[i % len(_LINE_COLOURS)]
+        cv2.line(img, (x, 34), (x + 20, 34), colour, 2)
+        cv2.putText(img, name, (x + 25, 38), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 35 + cv2.getTextSize(name, font, 0.4, 1)[0][0]
     return img
 
 
