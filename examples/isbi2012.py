@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -58,7 +59,10 @@ def main() -> None:
                                           [f"{i:02d}" for i in range(25)])
     test_imgs, test_masks = link_slices(args.data, args.out / "data" / "test",
                                         [f"{i:02d}" for i in range(25, 30)])
-    cli = [sys.executable, "-m", "keras_unet.cli"]
+    # the installed command (python -m keras_unet.cli would find the source folder instead when
+    # run from the repository root)
+    command = Path(sys.executable).with_name("keras-unet")
+    cli = [str(command)] if command.exists() else [shutil.which("keras-unet") or "keras-unet"]
     run_dir = args.out / "run"
     start = time.time()
     subprocess.run(cli + [

@@ -41,6 +41,9 @@ def tiny_data(config, n=3, size=48, seed=0):
 
 
 def cli_command(*args):
+    """The CLI in a new process. Run it with ``cwd`` outside the repository: from the repository
+    root, ``-m`` would find the source folder keras_unet/, which has no ``cli`` (it is mapped
+    in at install time)."""
     return [sys.executable, "-m", "keras_unet.cli", *map(str, args)]
 
 
@@ -147,7 +150,8 @@ def test_run_writes_checkpoints_metrics_logs_and_curves(tmp_path):
 def test_resume_after_sigkill_continues_with_the_optimizer_state(tmp_path):
     run_dir = tmp_path / "r"
     args = ["fit", *TINY_CLI, "--epochs", "60", "--output", run_dir]
-    proc = subprocess.Popen(cli_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cli_command(*args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tmp_path)
     history = run_dir / "history.csv"
     deadline = time.time() + 240
     try:
@@ -265,7 +269,7 @@ def test_two_workers_finish_with_equal_weights(tmp_path):
         args = ["fit", *TINY_CLI, "--epochs", "2", "--strategy", "multi-worker",
                 "--output", run_dir]
         procs.append(subprocess.Popen(cli_command(*args), env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+                                      stderr=subprocess.STDOUT, text=True, cwd=tmp_path))
     outputs = []
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
