@@ -16,19 +16,6 @@ from click.core import ParameterSource
 
 from . import main
 
-# Options that map one-to-one onto TrainConfig fields (option name -> field name).
-FIELDS = {
-    "images": "images", "masks": "masks", "val_images": "val_images", "val_masks": "val_masks",
-    "val_fraction": "val_fraction", "mask_type": "mask_type", "normalization": "normalization",
-    "depth": "depth", "filters": "filters", "padding": "padding", "dropout": "dropout",
-    "batch_norm": "batch_norm", "n_classes": "n_classes", "tile_size": "tile_size",
-    "batch_size": "batch_size", "epochs": "epochs", "steps_per_epoch": "steps_per_epoch",
-    "optimizer": "optimizer", "lr": "lr", "momentum": "momentum", "w0": "w0", "sigma": "sigma",
-    "class_weights": "class_weights", "elastic": "elastic", "elastic_grid": "elastic_grid",
-    "elastic_sigma": "elastic_sigma", "flips": "flips", "rotation": "rotation", "shift": "shift",
-    "brightness": "brightness", "contrast": "contrast", "mixed_precision": "mixed_precision",
-    "jit": "jit", "strategy": "strategy", "seed": "seed",
-}
 AUGMENT_FIELDS = ("elastic", "flips", "rotation", "shift", "brightness", "contrast")
 
 _D = None  # TrainConfig defaults, filled on first use (keeps --help free of TensorFlow)
@@ -169,7 +156,7 @@ def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, 
         values = dict(PRESETS[preset]) if preset else {}
         if config_file:
             values.update(load_config_file(config_file))
-        values.update({FIELDS[k]: options[k] for k in given})
+        values.update({k: options[k] for k in given})  # option names are TrainConfig's fields
         if no_weight_map:
             values.update(w0=0.0, class_weights=None)
         if no_augment:

@@ -484,7 +484,7 @@ def check_export(
     channels = int(meta.get("channels", model.input_shape[-1] if model is not None else 1))
     rng = np.random.default_rng(0)
     h, w = size
-    smooth = cv2_blur(rng.random((h, w, channels)))
+    smooth = _smooth_image(rng.random((h, w, channels)))
     raw8 = np.round(smooth * 255).astype(np.uint8)
     png8 = tf.io.encode_png(raw8).numpy()
     png16 = tf.io.encode_png((raw8.astype(np.uint16) * 257)).numpy()
@@ -539,7 +539,7 @@ def check_export(
     return report
 
 
-def cv2_blur(x):
+def _smooth_image(x):
     """A smooth test image in [0, 1] (blurred noise), ``(H, W, C)``."""
     import cv2
     import numpy as np
