@@ -284,3 +284,12 @@ def test_two_workers_finish_with_equal_weights(tmp_path):
     last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
     assert int(last.optimizer.iterations.numpy()) == 6
     assert json.loads((run_dir / "config.json").read_text())["strategy"] == "multi-worker"
+
+
+def test_mirrored_strategy_runs(tmp_path):
+    """MirroredStrategy over the local devices (here one CPU) trains through the same path."""
+    result = run("fit", *TINY_CLI, "--epochs", "1", "--strategy", "mirrored", "--output",
+                 tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "1 replica(s): 2 tile(s) per replica, global batch 2." in result.output
+    assert (tmp_path / "r" / "model.keras").is_file()
