@@ -18,10 +18,10 @@ import argparse
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import median_time
 
 from keras_unet._compat import keras
 from keras_unet.losses import build_training_model
@@ -56,14 +56,8 @@ def ours(base: int, jit: bool, mixed: str | None, repeat: int) -> float:
     batch = {"image": rng.random((1, TILE, TILE, 1)).astype(np.float32),
              "labels": rng.integers(0, 2, (1, out, out)).astype(np.int32),
              "weights": np.ones((1, out, out), np.float32)}
-    model.train_on_batch(batch)  # trace and warm up
-    model.train_on_batch(batch)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        model.train_on_batch(batch)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    model.train_on_batch(batch)  # trace; median_time warms up once more
+    return median_time(lambda: model.train_on_batch(batch), repeat)
 
 
 def torch_step(script: Path, base: int) -> float | None:

@@ -58,6 +58,7 @@ __all__ = [
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 MIXED = (None, "float16", "bfloat16")
+_AUGMENT = Augmentation()  # the default augmentation
 
 
 @dataclass
@@ -97,15 +98,15 @@ class TrainConfig:
     w0: float = 10.0
     sigma: float = 5.0
     class_weights: str | None = "balanced"
-    # augmentation (see keras_unet.augment.Augmentation)
-    elastic: bool = True
-    elastic_grid: int = 3
-    elastic_sigma: float = 10.0
-    flips: bool = True
-    rotation: float = 10.0
-    shift: float = 10.0
-    brightness: float = 0.1
-    contrast: float = 0.1
+    # augmentation: flat keys for config files and options, defaults from Augmentation
+    elastic: bool = _AUGMENT.elastic
+    elastic_grid: int = _AUGMENT.grid
+    elastic_sigma: float = _AUGMENT.elastic_sigma
+    flips: bool = _AUGMENT.flips
+    rotation: float = _AUGMENT.rotation
+    shift: float = _AUGMENT.shift
+    brightness: float = _AUGMENT.brightness
+    contrast: float = _AUGMENT.contrast
     # speed and scale
     mixed_precision: str | None = None
     jit: bool = False
