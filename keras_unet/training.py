@@ -127,6 +127,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check every field; raise ValueError naming the option and the fix."""
+        self._check_types()
         geo = self.geometry  # checks depth and padding
         geo.check(self.tile_size, "tile size")
         for name in ("filters", "batch_size", "epochs", "steps_per_epoch", "depth"):
@@ -165,6 +166,19 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         self.augmentation.validate()
         return self
+
+    def _check_types(self) -> None:
+        """Each value has its field's type (config files can hold anything)."""
+        kinds = {"bool": ((bool,), "true or false"), "int": ((int,), "an integer"),
+                 "float": ((int, float), "a number"), "str": ((str,), "a string")}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            optional = f.type.endswith("| None")
+            if optional and value is None:
+                continue
+            types, what = kinds[f.type.removesuffix("| None").strip()]
+            if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+                raise ValueError(f"{f.name} must be {what}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -80,6 +80,21 @@ def test_json_config_and_unknown_keys(tmp_path):
     assert "not valid JSON" in run("fit", "--config", broken).output
 
 
+@pytest.mark.parametrize("text,message", [
+    ("lr: abc", "lr must be a number, got 'abc'"),
+    ("momentum: [1]", "momentum must be a number"),
+    ("seed: 1.5", "seed must be an integer, got 1.5"),
+    ("jit: 1", "jit must be true or false"),
+    ("images: 5", "images must be a string"),
+])
+def test_config_values_of_the_wrong_type_are_one_line(tmp_path, text, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text + "\n")
+    result = run("fit", "--config", cfg, "--dry-run")
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args,message", [
     (["--no-augment", "--rotation", "5"], "--no-augment contradicts --rotation"),
     (["--no-weight-map", "--w0", "3"], "--no-weight-map contradicts"),
