@@ -28,10 +28,12 @@ from _timing import median_time
 
 from keras_unet._compat import keras, tf
 from keras_unet.augment import Augmentation, dense_field, random_grid, warp
-from keras_unet.data import demo_data, load_pairs, training_dataset
+from keras_unet.data import demo_data, training_dataset
+from keras_unet.images import load_pairs
 from keras_unet.losses import build_training_model
 from keras_unet.model import Geometry, build_unet
-from keras_unet.training import TrainConfig, prepare_training_set
+from keras_unet.config import TrainConfig
+from keras_unet.training import prepare_training_set
 
 TILE = 572
 

@@ -19,7 +19,7 @@ import numpy as np
 from _timing import median_time
 
 from keras_unet._compat import tf
-from keras_unet.data import normalize
+from keras_unet.preprocess import normalize
 from keras_unet.export import export_saved_model
 from keras_unet.model import build_unet
 from keras_unet.tiling import predict_tiled

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_unet.model import Geometry, build_unet
-from keras_unet.tiling import mirror_pad, plan_axis, predict_tiled
+from keras_unet.preprocess import mirror_pad
+from keras_unet.tiling import plan_axis, predict_tiled
 
 
 def best_of(fn, repeat: int = 2) -> float:

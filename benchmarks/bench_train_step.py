@@ -26,7 +26,7 @@ from _timing import median_time
 from keras_unet._compat import keras
 from keras_unet.losses import build_training_model
 from keras_unet.model import build_unet
-from keras_unet.training import precision
+from keras_unet.devices import precision
 
 TILE = 572
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from keras_unet.data import demo_data, read_mask
+from keras_unet.data import demo_data
+from keras_unet.images import read_mask
 from keras_unet.weights import border_weights, to_instances
 
 

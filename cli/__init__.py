@@ -1,8 +1,9 @@
 """The ``keras-unet`` command line: a thin Click layer over :mod:`keras_unet`.
 
-Installed as ``keras_unet.cli`` (the source lives in the top-level ``cli/`` folder). Library
-modules are imported inside the commands, so ``keras-unet --help`` answers without loading
-TensorFlow. Bad input ends in one line ``Error: ...`` and exit status 1, never a traceback.
+Installed as ``keras_unet.cli`` (the source lives in the top-level ``cli/`` folder). Each command
+parses its options, calls one library function and prints the result. TensorFlow is imported only
+inside the commands, so ``--help`` and option errors answer at once. Bad input ends in one line
+``Error: ...`` and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import click
 
 __all__ = ["main"]
 
-# Errors that mean "the user's input is wrong": shown as one line, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)
+# Errors that mean "the user's input is wrong": shown as one line, no traceback. Every OSError
+# (a missing file, a read-only folder, a full disk) is the user's to fix.
+USER_ERRORS = (ValueError, OSError)
 
 
-def quiet_keras() -> None:
-    """Hide Keras' UserWarnings (e.g. about dataset shuffling) that say nothing to a CLI user."""
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+def one_line(exc: BaseException) -> str:
+    """The line of an error message that carries it (Keras wraps errors raised inside layers)."""
+    lines = [m.strip() for m in str(exc).strip().splitlines() if m.strip()]
+    line = next((m for m in lines if "Exception encountered" not in m), type(exc).__name__)
+    return line.replace("\x1b[1m", "").replace("\x1b[0m", "")
 
 
 class UNetGroup(click.Group):
@@ -30,10 +34,7 @@ class UNetGroup(click.Group):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
-            message = str(exc).strip().splitlines()
-            # Keras wraps errors raised inside layers; keep the line that carries our message.
-            line = next((m.strip() for m in message if m.strip() and "Exception encountered" not in m), "")
-            raise click.ClickException(line.replace("\x1b[1m", "").replace("\x1b[0m", "")) from None
+            raise click.ClickException(one_line(exc)) from None
         except KeyboardInterrupt as exc:
             click.echo(getattr(exc, "message", "Interrupted."), err=True)
             sys.exit(130)
@@ -41,17 +42,22 @@ class UNetGroup(click.Group):
 
 @click.group(cls=UNetGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keras-unet", prog_name="keras-unet")
-def main() -> None:
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show TensorFlow's own log lines (also: KERAS_UNET_VERBOSE=1).")
+def main(verbose: bool) -> None:
     """U-Net (Ronneberger et al. 2015) for biomedical image segmentation.
 
     \b
     Quick start on the built-in demo data:
       keras-unet fit --export unet      # train on CPU, export a SavedModel
     """
-    quiet_keras()
+    from keras_unet.console import quiet_tensorflow
+
+    quiet_tensorflow(verbose)
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
 
 
-from . import export as _export  # noqa: E402  (commands register themselves on ``main``)
-from . import fit as _fit  # noqa: E402
-from . import predict as _predict  # noqa: E402
-from . import weight_map as _weight_map  # noqa: E402
+from . import export as _export  # noqa: E402,F401  (commands register themselves on ``main``)
+from . import fit as _fit  # noqa: E402,F401
+from . import predict as _predict  # noqa: E402,F401
+from . import weight_map as _weight_map  # noqa: E402,F401

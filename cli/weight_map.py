@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from . import main
@@ -21,22 +19,7 @@ from . import main
               help="Output path without suffix: writes OUTPUT.npy and OUTPUT.png.")
 def weight_map(mask, w0, sigma, class_weights, mask_type, output) -> None:
     """Write the weight map of MASK as .npy (exact values) and a colour-mapped .png."""
-    import numpy as np
+    from keras_unet.visualize import weight_map_files
 
-    from keras_unet.data import read_mask
-    from keras_unet.visualize import weight_map_image, write_png
-    from keras_unet.weights import to_instances, unet_weight_map
-
-    labels = to_instances(read_mask(mask), mask_type)
-    w = unet_weight_map(labels, w0, sigma, None if class_weights == "none" else "balanced")
-    out = Path(output)
-    if out.suffix in (".npy", ".png"):
-        out = out.with_suffix("")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out.with_suffix(".npy"), w)
-    write_png(out.with_suffix(".png"), weight_map_image(w))
-    click.echo(
-        f"{int(labels.max() > 0 and len(np.unique(labels)) - 1)} objects; "
-        f"weights min {w.min():.3f}, mean {w.mean():.3f}, max {w.max():.3f}"
-    )
-    click.echo(f"Wrote {out.with_suffix('.npy')} and {out.with_suffix('.png')}")
+    weight_map_files(mask, output, w0, sigma, None if class_weights == "none" else "balanced",
+                     mask_type, log=click.echo)

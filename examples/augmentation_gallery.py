@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from keras_unet.augment import Augmentation
-from keras_unet.data import demo_data, read_image, read_mask, training_dataset
+from keras_unet.data import demo_data, training_dataset
+from keras_unet.images import read_image, read_mask
 from keras_unet.model import Geometry
-from keras_unet.training import TrainConfig, prepare_training_set
+from keras_unet.config import TrainConfig
+from keras_unet.training import prepare_training_set
 from keras_unet.visualize import write_png
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_unet.data import read_mask
+from keras_unet.images import read_mask
 from keras_unet.visualize import weight_map_image, write_png
 from keras_unet.weights import instances_from_mask, unet_weight_map
 

@@ -12,6 +12,7 @@ TensorFlow ops in :mod:`keras_unet.augment`.
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = ["tf", "keras", "register", "MIN_TF", "MIN_KERAS"]
 
@@ -37,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "keras-unet needs TensorFlow >= 2.16: pip install 'tensorflow>=2.16'"
     ) from exc
 
-import keras
+import keras  # noqa: E402  (after the TensorFlow check, so its message wins)
 
 if _version_tuple(tf.__version__) < MIN_TF:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -53,6 +54,17 @@ if keras.backend.backend() != "tensorflow":  # pragma: no cover
         f"keras-unet runs on Keras' TensorFlow backend, but KERAS_BACKEND is "
         f"{keras.backend.backend()!r}: unset it or set KERAS_BACKEND=tensorflow"
     )
+
+
+def _register_package_layers() -> None:
+    """Register keras_unet's layers now that Keras is loaded (see ``keras_unet/__init__.py``).
+
+    Called once, at the end of this module: importing TensorFlow through keras_unet is the other
+    way, besides the user's own ``import keras``, in which Keras gets loaded.
+    """
+    package = sys.modules.get(__package__)
+    if package is not None and hasattr(package, "_register_layers"):
+        package._register_layers()
 
 
 def register(cls):
@@ -121,3 +133,6 @@ def patch_multi_worker_reduction() -> None:
 
     reduce_per_replica._keras_unet_patched = True
     trainer.reduce_per_replica = reduce_per_replica
+
+
+_register_package_layers()

@@ -19,16 +19,15 @@ Conventions:
 The pieces are public so they can be tested and reused: :func:`random_grid` draws the coarse
 displacements, :func:`dense_field` makes them dense, :func:`warp` resamples with a given field
 (bilinear for images, nearest for labels and weight maps, so labels keep valid ids and weights
-stay aligned with them). :class:`Augmentation` bundles the switches used for training tiles.
+stay aligned with them). The settings (:class:`keras_unet.config.Augmentation`) are applied to training tiles by
+:func:`coordinates`, :func:`flip` and :func:`grey`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
-
 from ._compat import tf
+from .config import Augmentation
 
 __all__ = [
     "random_grid",
@@ -38,6 +37,9 @@ __all__ = [
     "sample",
     "elastic_deform",
     "Augmentation",
+    "coordinates",
+    "flip",
+    "grey",
 ]
 
 
@@ -164,120 +166,49 @@ def elastic_deform(image, labels, weights, seed, grid_shape=(3, 3), sigma: float
     return warp(image, field, 1), warp(labels, field, 0), warp(weights, field, 0)
 
 
-AUGMENT_KEYS = ("elastic", "grid", "elastic_sigma", "flips", "rotation", "shift",
-                "brightness", "contrast")
+# Pieces of keras_unet.data.training_dataset; ``aug`` is the run's Augmentation settings.
 
 
-@dataclass
-class Augmentation:
-    """Which augmentations training tiles get, and how strong. Each can be switched off.
+def coordinates(aug: Augmentation, seed, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Where each pixel of a ``size`` x ``size`` tile samples from, relative to the tile's
+    top-left corner: float32 ``y``, ``x`` of shape ``(size, size)``.
 
-    Attributes:
-        elastic: the paper's elastic deformation.
-        grid: control points per side of the coarse grid (paper: 3).
-        elastic_sigma: standard deviation of the coarse displacements in px (paper: 10).
-        flips: random flips and 90-degree rotations (the 8 symmetries of a square tile).
-        rotation: largest extra rotation in degrees, uniform in ``[-rotation, rotation]`` (0: off).
-        shift: largest shift in px, uniform in ``[-shift, shift]`` per axis (0: off).
-        brightness: largest offset added to the normalised image (0: off).
-        contrast: largest relative change of contrast, factor in ``[1 - c, 1 + c]`` (0: off).
+    Rotation about the tile centre and a shift, then the elastic field on top.
     """
+    seed = _seed(seed)
+    r = tf.range(size, dtype=tf.float32)
+    yy, xx = tf.meshgrid(r, r, indexing="ij")
+    if aug.rotation > 0 or aug.shift > 0:
+        u = tf.random.stateless_uniform([3], seed + [0, 11], -1.0, 1.0)
+        angle = u[0] * (aug.rotation * math.pi / 180.0)
+        c = (size - 1) / 2.0
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        dy, dx = yy - c, xx - c
+        yy = c + cos * dy - sin * dx + u[1] * aug.shift
+        xx = c + sin * dy + cos * dx + u[2] * aug.shift
+    if aug.elastic and aug.elastic_sigma > 0:
+        grid = random_grid(seed + [0, 12], (aug.elastic_grid, aug.elastic_grid), aug.elastic_sigma)
+        field = dense_field(grid, size, size)
+        yy, xx = yy + field[..., 0], xx + field[..., 1]
+    return yy, xx
 
-    elastic: bool = True
-    grid: int = 3
-    elastic_sigma: float = 10.0
-    flips: bool = True
-    rotation: float = 10.0
-    shift: float = 10.0
-    brightness: float = 0.1
-    contrast: float = 0.1
+def flip(aug: Augmentation, seed, image, labels, weights):
+    """One of the 8 symmetries of the square, the same for the three (``(T, T[, C])``)."""
+    if not aug.flips:
+        return image, labels, weights
+    k = tf.random.stateless_uniform([], _seed(seed) + [0, 13], 0, 8, dtype=tf.int32)
 
-    @classmethod
-    def off(cls) -> "Augmentation":
-        """No augmentation at all (validation tiles, or a plain baseline)."""
-        return cls(elastic=False, flips=False, rotation=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+    def apply(t):
+        t = tf.cond(k >= 4, lambda: tf.reverse(t, [1]), lambda: t)
+        return tf.image.rot90(t, k % 4) if t.shape.rank == 3 else \
+            tf.image.rot90(t[..., None], k % 4)[..., 0]
 
-    def validate(self) -> "Augmentation":
-        if int(self.grid) != self.grid or self.grid < 2:
-            raise ValueError(f"augment grid must be an integer >= 2, got {self.grid!r}")
-        for name in ("elastic_sigma", "rotation", "shift", "brightness", "contrast"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"augment {name} must be a number >= 0, got {value!r}")
-        if self.contrast >= 1:
-            raise ValueError(f"augment contrast must be < 1, got {self.contrast!r}")
-        return self
+    return apply(image), apply(labels), apply(weights)
 
-    @property
-    def geometric(self) -> bool:
-        """Whether tiles are resampled (elastic, rotation or shift), not just cut out."""
-        return (self.elastic and self.elastic_sigma > 0) or self.rotation > 0 or self.shift > 0
-
-    def reach(self, size: int) -> int:
-        """px beyond a ``size`` tile that resampling may read: the context to pad images with.
-
-        Four standard deviations of the elastic field, the largest shift, and how far a corner of
-        the tile moves when rotated by the largest angle.
-        """
-        if not self.geometric:
-            return 0
-        r = 4.0 * self.elastic_sigma if self.elastic else 0.0
-        corner = (size - 1) / math.sqrt(2.0) * 2.0 * math.sin(math.radians(self.rotation) / 2.0)
-        return int(math.ceil(r + self.shift * math.sqrt(2.0) + corner)) + 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "Augmentation":
-        values = dict(values or {})
-        unknown = sorted(set(values) - set(AUGMENT_KEYS))
-        if unknown:
-            raise ValueError(f"unknown augment key(s): {', '.join(unknown)}")
-        return cls(**values).validate()
-
-    # -- pieces used by keras_unet.data.training_dataset ----------------------------------
-
-    def coordinates(self, seed, size: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """Where each pixel of a ``size`` x ``size`` tile samples from, relative to the tile's
-        top-left corner: float32 ``y``, ``x`` of shape ``(size, size)``.
-
-        Rotation about the tile centre and a shift, then the elastic field on top.
-        """
-        seed = _seed(seed)
-        r = tf.range(size, dtype=tf.float32)
-        yy, xx = tf.meshgrid(r, r, indexing="ij")
-        if self.rotation > 0 or self.shift > 0:
-            u = tf.random.stateless_uniform([3], seed + [0, 11], -1.0, 1.0)
-            angle = u[0] * (self.rotation * math.pi / 180.0)
-            c = (size - 1) / 2.0
-            cos, sin = tf.cos(angle), tf.sin(angle)
-            dy, dx = yy - c, xx - c
-            yy = c + cos * dy - sin * dx + u[1] * self.shift
-            xx = c + sin * dy + cos * dx + u[2] * self.shift
-        if self.elastic and self.elastic_sigma > 0:
-            grid = random_grid(seed + [0, 12], (self.grid, self.grid), self.elastic_sigma)
-            field = dense_field(grid, size, size)
-            yy, xx = yy + field[..., 0], xx + field[..., 1]
-        return yy, xx
-
-    def flip(self, seed, image, labels, weights):
-        """One of the 8 symmetries of the square, the same for the three (``(T, T[, C])``)."""
-        if not self.flips:
-            return image, labels, weights
-        k = tf.random.stateless_uniform([], _seed(seed) + [0, 13], 0, 8, dtype=tf.int32)
-
-        def apply(t):
-            t = tf.cond(k >= 4, lambda: tf.reverse(t, [1]), lambda: t)
-            return tf.image.rot90(t, k % 4) if t.shape.rank == 3 else \
-                tf.image.rot90(t[..., None], k % 4)[..., 0]
-
-        return apply(image), apply(labels), apply(weights)
-
-    def grey(self, seed, image):
-        """Random contrast and brightness of a normalised image."""
-        if self.brightness <= 0 and self.contrast <= 0:
-            return image
-        u = tf.random.stateless_uniform([2], _seed(seed) + [0, 14], -1.0, 1.0)
-        mean = tf.reduce_mean(image)
-        return (image - mean) * (1.0 + u[0] * self.contrast) + mean + u[1] * self.brightness
+def grey(aug: Augmentation, seed, image):
+    """Random contrast and brightness of a normalised image."""
+    if aug.brightness <= 0 and aug.contrast <= 0:
+        return image
+    u = tf.random.stateless_uniform([2], _seed(seed) + [0, 14], -1.0, 1.0)
+    mean = tf.reduce_mean(image)
+    return (image - mean) * (1.0 + u[0] * aug.contrast) + mean + u[1] * aug.brightness

@@ -1,63 +1,37 @@
-"""Reading images and masks, the built-in demo data, and the tf.data pipeline of training tiles.
-
-Conventions:
-
-* images are float32 ``(H, W, C)`` after :func:`normalize`; masks are integer ``(H, W)``;
-* **class masks** hold class ids ``0..K-1`` (0 = background); **instance masks** hold object ids
-  ``0..N`` (0 = background), which become class 1 ("object") and feed the weight map's border term;
-* **normalisation** (:func:`normalize`): integer images are first divided by their dtype's maximum
-  (255 for 8-bit, 65535 for 16-bit) so they lie in [0, 1]; then ``"image"`` (the default)
-  standardises each image to zero mean and unit variance, ``"fixed"`` leaves the [0, 1] range.
-  Prediction and exported models use the same function.
+"""The built-in demo data, and the tf.data pipeline of training and validation tiles.
 
 Training tiles follow the paper's overlap-tile strategy: the image is mirror-padded by the network
 margin, a random output window is chosen inside the image, and the input tile is that window grown
 by the margin; labels and weight maps are cut to the output window directly (never by running the
 model). Images smaller than a tile work: labels are padded with class 0 and weight 0, so the padding
 adds nothing to the loss.
+
+Images arrive here already normalised (see :mod:`keras_unet.preprocess`); reading files is
+:mod:`keras_unet.images`, masks to labels and weights is :mod:`keras_unet.targets`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
-import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
 from ._compat import tf
 from . import augment
-from .augment import Augmentation
-from .model import Geometry
-from .tiling import mirror_pad
-from .weights import instances_from_mask, looks_binary, to_instances, unet_weight_map
+from .config import Augmentation
+from .geometry import Geometry
+from .preprocess import mirror_pad
 
 __all__ = [
     "demo_data",
-    "normalize",
-    "read_image",
-    "read_mask",
-    "read_pages",
-    "dtype_scale",
-    "list_images",
-    "load_pairs",
     "TrainingSet",
     "training_dataset",
     "validation_dataset",
     "validation_tiles",
     "split_validation",
     "crop_to_output",
-    "mask_kind",
-    "targets_from_mask",
-    "labels_from_mask",
-    "IMAGE_SUFFIXES",
 ]
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-NORMALIZATIONS = ("image", "fixed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,268 +121,6 @@ def _relabel(lab: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # Reading and normalising
-
-
-def dtype_scale(image: np.ndarray) -> float:
-    """The value that maps an image's dtype to [0, 1]: 255 for 8-bit, 65535 for 16-bit, 1 for float."""
-    dtype = np.asarray(image).dtype
-    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
-
-
-def normalize(image: np.ndarray, mode: str = "image") -> np.ndarray:
-    """float32 ``(H, W, C)`` image normalised as described in the module docstring.
-
-    ``image`` may be ``(H, W)`` or ``(H, W, C)``, of any integer or float dtype.
-    """
-    if mode not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3:
-        raise ValueError(f"image must be (height, width[, channels]), got shape {image.shape}")
-    x = image.astype(np.float32) / np.float32(dtype_scale(image))
-    if mode == "image":
-        x = (x - x.mean()) / max(float(x.std()), 1e-6)
-    return x.astype(np.float32, copy=False)
-
-
-def _imread(path: str | os.PathLike, what: str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        try:
-            data = tifffile.imread(str(path))
-        except Exception as exc:  # tifffile raises many types for broken files
-            raise ValueError(f"cannot read {what} {path}: not a readable TIFF ({exc})") from None
-    else:
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise ValueError(
-                f"cannot read {what} {path}: not an image OpenCV can decode (PNG, TIFF, JPEG, BMP)"
-            )
-        if data.ndim == 3:
-            data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA if data.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return data
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one 2-D image as ``(H, W, C)`` in its own dtype (8/16-bit grey or RGB; PNG, TIFF, ...).
-
-    An alpha channel is dropped.
-    """
-    data = _imread(path, "image")
-    if data.ndim == 2:
-        data = data[..., None]
-    if data.ndim != 3:
-        raise ValueError(
-            f"image {path} has shape {data.shape}; expected a 2-D image (a stack? use it as a "
-            "TIFF stack)"
-        )
-    if data.shape[2] == 4:
-        data = data[..., :3]
-    return data
-
-
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read one 2-D mask ``(H, W)`` as stored (8/16-bit PNG or TIFF)."""
-    data = _imread(path, "mask")
-    if data.ndim == 3 and data.shape[2] in (3, 4) and np.all(data[..., :3] == data[..., :1]):
-        data = data[..., 0]  # grey mask stored as RGB
-    if data.ndim != 2:
-        raise ValueError(
-            f"mask {path} has shape {data.shape}; expected a 2-D single-channel mask"
-        )
-    return data
-
-
-def read_pages(path: str | os.PathLike, what: str = "image") -> list[np.ndarray]:
-    """Pages of a multi-page TIFF (or the one page of any image) as 2-D/3-D arrays."""
-    path = Path(path)
-    data = _imread(path, what)
-    if path.suffix.lower() in (".tif", ".tiff") and data.ndim == 3 and data.shape[2] not in (3, 4):
-        return [page for page in data]  # (pages, H, W)
-    if path.suffix.lower() in (".tif", ".tiff") and data.ndim == 4:
-        return [page for page in data]  # (pages, H, W, C)
-    return [data]
-
-
-def list_images(folder: str | os.PathLike, what: str = "images") -> list[Path]:
-    """Image files in ``folder`` (sorted), or a clear error if it is missing or has none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(
-            f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
-        )
-    return files
-
-
-def load_pairs(
-    images: str | os.PathLike | Sequence[str | os.PathLike],
-    masks: str | os.PathLike | Sequence[str | os.PathLike],
-) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """Read training pairs from two folders (matched by file stem), two TIFF stacks, or two
-    lists of paths (matched by position).
-
-    Args:
-        images: a folder of images, a multi-page TIFF stack (ISBI 2012's train-volume.tif), or a
-            list of image files.
-        masks: the matching folder of masks (same stems; suffixes may differ), TIFF stack, or
-            list of mask files (the i-th mask belongs to the i-th image).
-
-    Returns:
-        ``images`` (each ``(H, W, C)``, own dtype), ``masks`` (each ``(H, W)``) and their names.
-
-    Raises:
-        ValueError / FileNotFoundError naming the unmatched or unreadable files.
-    """
-    if not isinstance(images, (str, os.PathLike)) or not isinstance(masks, (str, os.PathLike)):
-        image_list, mask_list = [Path(p) for p in images], [Path(p) for p in masks]
-        if len(image_list) != len(mask_list):
-            raise ValueError(
-                f"got {len(image_list)} image files but {len(mask_list)} mask files; "
-                "give one mask per image, in the same order"
-            )
-        if not image_list:
-            raise ValueError("the lists of images and masks are empty")
-        return ([read_image(p) for p in image_list], [read_mask(p) for p in mask_list],
-                [p.name for p in image_list])
-    images, masks = Path(images), Path(masks)
-    if images.is_file() or masks.is_file():
-        if not (images.is_file() and masks.is_file()):
-            raise ValueError(
-                f"give two folders or two TIFF stacks; got {images} and {masks}"
-            )
-        xs, ys = read_pages(images, "image stack"), read_pages(masks, "mask stack")
-        if len(xs) != len(ys):
-            raise ValueError(
-                f"{images} has {len(xs)} pages but {masks} has {len(ys)}; they must match"
-            )
-        names = [f"{images.name}[{i}]" for i in range(len(xs))]
-        xs = [x[..., None] if x.ndim == 2 else x for x in xs]
-        for y, name in zip(ys, names):
-            if y.ndim != 2:
-                raise ValueError(f"{name}: mask page has shape {y.shape}; expected 2-D")
-        return xs, ys, names
-    image_files = {p.stem: p for p in list_images(images, "images")}
-    mask_files = {p.stem: p for p in list_images(masks, "masks")}
-    only_images = sorted(set(image_files) - set(mask_files))
-    only_masks = sorted(set(mask_files) - set(image_files))
-    if only_images or only_masks:
-        parts = []
-        if only_images:
-            parts.append(f"images without a mask: {', '.join(only_images[:10])}")
-        if only_masks:
-            parts.append(f"masks without an image: {', '.join(only_masks[:10])}")
-        raise ValueError(
-            f"images in {images} and masks in {masks} must match by file name; "
-            + "; ".join(parts)
-        )
-    stems = sorted(image_files)
-    xs = [read_image(image_files[s]) for s in stems]
-    ys = [read_mask(mask_files[s]) for s in stems]
-    return xs, ys, [image_files[s].name for s in stems]
-
-
-# --------------------------------------------------------------------------------------------
-# Masks to training targets
-
-MASK_TYPES = ("auto", "instance", "binary", "class")
-
-
-def mask_kind(mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto") -> str:
-    """Resolve ``mask_type`` "auto" to "binary", "class" or "instance".
-
-    bool masks and masks whose values are within {0, 1} or {0, 255} are binary; with more than two
-    classes, masks whose values are class ids ``< n_classes`` are class masks; anything else is a
-    mask of instance ids.
-    """
-    if mask_type not in MASK_TYPES:
-        raise ValueError(f"mask type must be one of {MASK_TYPES}, got {mask_type!r}")
-    if mask_type != "auto":
-        return mask_type
-    if looks_binary(mask):
-        return "binary"
-    if n_classes > 2 and np.max(mask) < n_classes:
-        return "class"
-    return "instance"
-
-
-def labels_from_mask(
-    mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto", source: str = "mask"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class labels and instance ids for one mask.
-
-    * ``binary``: 0 = background, any other value (1 or 255) = class 1; objects are its
-      4-connected components;
-    * ``instance``: ids 0..N; class 1 = any object; the ids are the objects;
-    * ``class``: class ids 0..n_classes-1; objects are the connected components of each class.
-
-    Returns:
-        int32 class labels ``(H, W)`` and int32 instance ids ``(H, W)``.
-
-    Raises:
-        ValueError: naming ``source`` for a mask that is not 2-D, or whose values do not fit.
-    """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"{source}: expected a 2-D mask, got shape {mask.shape}")
-    kind = mask_kind(mask, n_classes, mask_type)
-    if kind == "binary":
-        values = np.unique(mask)
-        if values.size > 2 or (values.size == 2 and values[0] != 0):
-            raise ValueError(
-                f"{source}: a binary mask must hold 0 and one other value, found {values.tolist()}"
-            )
-        return (mask != 0).astype(np.int32), instances_from_mask(mask)
-    if kind == "instance":
-        if n_classes != 2:
-            raise ValueError(
-                f"{source}: instance masks give 2 classes (background, object), but "
-                f"{n_classes} classes were asked for; use class masks or --classes 2"
-            )
-        instances = to_instances(mask, "instance")
-        return (instances > 0).astype(np.int32), instances
-    values = np.unique(mask)
-    if values.min() < 0 or values.max() >= n_classes or mask.dtype.kind == "f" and np.any(
-        values != np.round(values)
-    ):
-        raise ValueError(
-            f"{source}: a class mask for {n_classes} classes may hold 0..{n_classes - 1}, "
-            f"found values {values.tolist()[:20]}"
-        )
-    classes = mask.astype(np.int32)
-    instances = np.zeros(mask.shape, np.int32)
-    for c in values[values > 0]:
-        comp = instances_from_mask(classes == c)
-        instances = np.where(comp > 0, comp + instances.max(), instances)
-    return classes, instances
-
-
-def targets_from_mask(
-    mask: np.ndarray,
-    n_classes: int = 2,
-    mask_type: str = "auto",
-    w0: float = 10.0,
-    sigma: float = 5.0,
-    class_weights: str | dict | None = "balanced",
-    source: str = "mask",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class labels and the paper's weight map for one mask (see :func:`labels_from_mask`).
-
-    ``w0 = 0`` turns the border term off; ``class_weights=None`` turns class balancing off.
-
-    Returns:
-        int32 class labels ``(H, W)`` and float32 weights ``(H, W)``.
-    """
-    classes, instances = labels_from_mask(mask, n_classes, mask_type, source)
-    return classes, unet_weight_map(instances, w0, sigma, class_weights, classes=classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,7 +249,7 @@ def training_dataset(
         lab = labels_t[idx, y : y + span, x : x + span]
         wt = weights_t[idx, y : y + span, x : x + span]
         if aug.geometric:
-            yy, xx = aug.coordinates(s + [0, 2 << 40], tile_size)
+            yy, xx = augment.coordinates(aug, s + [0, 2 << 40], tile_size)
             yy, xx = yy + reach, xx + reach
             image = augment.sample(image, yy, xx, 1)
             lab = augment.sample(lab, yy, xx, 0)
@@ -545,8 +257,8 @@ def training_dataset(
         image = tf.ensure_shape(image, [tile_size, tile_size, c])
         lab = tf.ensure_shape(lab, [tile_size, tile_size])
         wt = tf.ensure_shape(wt, [tile_size, tile_size])
-        image, lab, wt = aug.flip(s + [0, 3 << 40], image, lab, wt)
-        image = aug.grey(s + [0, 4 << 40], image)
+        image, lab, wt = augment.flip(aug, s + [0, 3 << 40], image, lab, wt)
+        image = augment.grey(aug, s + [0, 4 << 40], image)
         return {
             "image": image,
             "labels": crop_to_output(lab, geometry),

@@ -17,78 +17,10 @@ the training model instead (:func:`build_training_model`): ``model.fit`` takes a
 
 from __future__ import annotations
 
-from ._compat import keras, register, tf
+from ._compat import keras
+from .layers import WeightedCrossEntropy, weighted_cross_entropy
 
 __all__ = ["WeightedCrossEntropy", "weighted_cross_entropy", "build_training_model", "unet_from_training_model"]
-
-
-def weighted_cross_entropy(logits, labels, weights):
-    """Per-pixel weighted softmax cross-entropy.
-
-    Args:
-        logits: float ``(B, H, W, K)`` class scores before softmax.
-        labels: integer ``(B, H, W)`` class ids in ``[0, K)``.
-        weights: float ``(B, H, W)`` weight map w(x).
-
-    Returns:
-        float32 ``(B, H, W)``: ``-w(x) * log softmax(logits)[l(x)]``.
-    """
-    logits = tf.cast(logits, tf.float32)
-    labels = tf.cast(labels, tf.int32)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    return ce * tf.cast(weights, tf.float32)
-
-
-def _hw(shape) -> str:
-    return "x".join("?" if s is None else str(s) for s in shape[1:3])
-
-
-@register
-class WeightedCrossEntropy(keras.layers.Layer):
-    """Adds the weighted cross-entropy of ``[logits, labels, weights]`` as the model's loss.
-
-    Call it on ``[logits (B,H,W,K), labels (B,H,W) int, weights (B,H,W) float]``; it adds
-    ``sum(w * CE) / (B*H*W)`` with ``add_loss`` and returns the softmax probabilities
-    ``(B, H, W, K)`` in float32, so the training model still outputs predictions for metrics.
-    Labels and weights must have the network's output size; a mismatch raises a ValueError
-    (static shapes) or an InvalidArgumentError (shapes known only at run time).
-    """
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[0]
-
-    def _check_shapes(self, logits_shape, labels_shape, weights_shape) -> None:
-        if len(labels_shape) != 3 or len(weights_shape) != 3:
-            raise ValueError(
-                f"labels and weights must be (batch, height, width); got labels "
-                f"{tuple(labels_shape)} and weights {tuple(weights_shape)}"
-            )
-        for what, shape in (("labels", labels_shape), ("weight map", weights_shape)):
-            for a, b in zip(logits_shape[1:3], shape[1:3]):
-                if a is not None and b is not None and a != b:
-                    raise ValueError(
-                        f"{what} are {_hw(shape)} but the network output is {_hw(logits_shape)}: "
-                        f"crop labels and weight maps to the output "
-                        f"(keras_unet.data.crop_to_output) or use a 'same'-padding network"
-                    )
-
-    def call(self, inputs):
-        logits, labels, weights = inputs
-        self._check_shapes(logits.shape, labels.shape, weights.shape)
-        out_hw = tf.shape(logits)[1:3]
-        checks = [
-            tf.debugging.assert_equal(
-                tf.shape(t)[1:3],
-                out_hw,
-                message=f"{what} must have the network output's height and width",
-            )
-            for t, what in ((labels, "labels"), (weights, "weight map"))
-        ]
-        with tf.control_dependencies(checks):
-            per_pixel = weighted_cross_entropy(logits, labels, weights)
-        n_pixels = tf.cast(tf.size(per_pixel), tf.float32)
-        self.add_loss(tf.reduce_sum(per_pixel) / tf.maximum(n_pixels, 1.0))
-        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
 
 def build_training_model(unet: keras.Model, name: str | None = None) -> keras.Model:

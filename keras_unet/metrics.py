@@ -18,7 +18,8 @@ import numpy as np
 
 from .weights import instances_from_mask
 
-__all__ = ["pixel_error", "iou", "dice", "rand_error", "segmentation_metrics", "summarize"]
+__all__ = ["pixel_error", "iou", "dice", "rand_error", "segmentation_metrics", "summarize",
+           "format_table"]
 
 
 def _pair(pred, truth):
@@ -78,3 +79,12 @@ def summarize(per_image: list[dict[str, float]]) -> dict[str, float]:
     if not per_image:
         return {}
     return {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
+
+
+def format_table(result: dict) -> str:
+    """The per-image rows and the mean of :func:`keras_unet.predict.evaluate_files` as a table."""
+    lines = [f"{'image':24s} {'pixel err':>9s} {'IoU':>7s} {'Dice':>7s} {'Rand err':>9s}"]
+    for r in result["images"] + [{"image": "mean", **result["mean"]}]:
+        lines.append(f"{r['image'][:24]:24s} {r['pixel_error']:9.4f} {r['iou']:7.4f} "
+                     f"{r['dice']:7.4f} {r['rand_error']:9.4f}")
+    return "\n".join(lines)

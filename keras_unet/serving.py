@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["ServingClient", "ServingError"]
+__all__ = ["ServingClient", "ServingError", "describe_status"]
 
 RETRY_STATUSES = (429, 503)
 
@@ -168,3 +168,27 @@ def _error_line(status: int, text: str, url: str) -> str:
     hint = {404: " (is the model name or version right? keras-unet serving-status lists them)",
             503: " (the model is not ready yet; try again shortly)"}.get(status, "")
     return f"TF Serving answered {status} for {url}: {message}{hint}"
+
+
+def describe_status(server: str, model: str, status: dict, metadata: dict) -> list[str]:
+    """Lines for people: a served model's versions and states, then its signatures."""
+    lines = [f"Model {model} at {server}:"]
+    for v in status.get("model_version_status", []):
+        error = v.get("status", {}).get("error_message", "")
+        lines.append(f"  version {v.get('version')}: {v.get('state')}" + (f" ({error})" if error else ""))
+    sigs = metadata.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
+    lines.append(f"Signatures of version {metadata.get('model_spec', {}).get('version', '?')}:")
+
+    def describe(tensors: dict) -> str:
+        parts = []
+        for alias, info in sorted(tensors.items()):
+            dims = info.get("tensor_shape", {}).get("dim", [])
+            shape = ",".join(str(d.get("size")) for d in dims)
+            parts.append(f"{alias}: {info.get('dtype', '?').removeprefix('DT_').lower()}[{shape}]")
+        return ", ".join(parts)
+
+    for name, sig in sorted(sigs.items()):
+        if not name.startswith("__"):
+            lines.append(f"  {name}({describe(sig.get('inputs', {}))}) -> "
+                         f"{describe(sig.get('outputs', {}))}")
+    return lines

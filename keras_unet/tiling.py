@@ -1,10 +1,10 @@
-"""Mirror padding and the overlap-tile strategy (Ronneberger et al. 2015, Fig. 2).
+"""The overlap-tile strategy (Ronneberger et al. 2015, Fig. 2): predict an image of any size.
 
-A valid-padding U-Net sees ``margin`` px of context on each side of every output pixel. At image
-borders that context is missing, so the paper extrapolates it by mirroring the image. The mirror
-here does not repeat the edge pixel (NumPy's ``"reflect"``) and keeps reflecting for pads larger
-than the image, so any image size works; :func:`mirror_indices` is the single definition used by
-both the NumPy and the TensorFlow version.
+A valid-padding U-Net sees ``margin`` px of context on each side of every output pixel. The image
+is mirror-padded by that margin (:func:`keras_unet.preprocess.mirror_pad`) and cut into tiles whose
+outputs are stitched. :func:`axis_plan` is the one tile placement rule: :func:`predict_tiled` uses
+it with Python integers, the exported SavedModel's in-graph tiler
+(:mod:`keras_unet.signatures`) with TensorFlow scalars.
 """
 
 from __future__ import annotations
@@ -14,55 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._compat import tf
-from .model import Geometry
+from .geometry import Geometry
+from .preprocess import mirror_pad
 
 __all__ = [
-    "mirror_indices",
-    "mirror_pad",
-    "tf_mirror_pad",
     "TilePlan",
+    "axis_plan",
     "plan_axis",
     "default_tile_size",
     "predict_tiled",
-    "Predictor",
 ]
-
-
-def mirror_indices(n: int, before: int, after: int) -> np.ndarray:
-    """Source index of each position of an axis of length ``n`` mirror-padded by ``before``/``after``.
-
-    Position ``i`` in ``[-before, n + after)`` reflects about the first and last pixel with period
-    ``2 (n - 1)``; an axis of length 1 repeats its pixel.
-    """
-    i = np.arange(-before, n + after)
-    if n == 1:
-        return np.zeros_like(i)
-    j = np.mod(i, 2 * (n - 1))
-    return np.where(j < n, j, 2 * (n - 1) - j)
-
-
-def mirror_pad(image: np.ndarray, pad: int | tuple[int, int, int, int]) -> np.ndarray:
-    """Mirror-pad ``(H, W[, C])`` by ``pad`` px per side, or by ``(top, bottom, left, right)``."""
-    t, b, l, r = (pad,) * 4 if isinstance(pad, int) else pad
-    rows = mirror_indices(image.shape[0], t, b)
-    cols = mirror_indices(image.shape[1], l, r)
-    return image[rows[:, None], cols[None, :]]
-
-
-def _tf_mirror_indices(n, before, after):
-    i = tf.range(-before, n + after)
-    period = tf.maximum(2 * (n - 1), 1)
-    j = tf.math.floormod(i, period)
-    return tf.where(j < n, j, 2 * (n - 1) - j)
-
-
-def tf_mirror_pad(images, top, bottom, left, right):
-    """TensorFlow version of :func:`mirror_pad` for a batch ``(B, H, W, C)``; pads may be tensors."""
-    shape = tf.shape(images)
-    rows = _tf_mirror_indices(shape[1], top, bottom)
-    cols = _tf_mirror_indices(shape[2], left, right)
-    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,20 +50,31 @@ class TilePlan:
     pad_after: int
 
 
+def axis_plan(size, tile, margin: int, factor: int):
+    """Valid padding: ``(stride, count, total)`` of the tiles along an axis of ``size`` px.
+
+    Tiles of ``tile`` px start every ``stride`` px of the image mirror-padded by ``margin`` before
+    and ``total - size - margin`` after; ``count`` tiles cover the axis. ``size`` and ``tile`` may
+    be Python integers or TensorFlow scalars (only ``-``, ``%``, ``//`` and ``*`` are used).
+    """
+    out = tile - 2 * margin
+    stride = out - out % factor
+    count = (size + stride - 1) // stride
+    return stride, count, (count - 1) * stride + tile
+
+
 def plan_axis(size: int, tile: int, geometry: Geometry, overlap: int = 0) -> TilePlan:
     """Tile placement along one axis of ``size`` px for input tiles of ``tile`` px."""
     f = geometry.factor
     out = geometry.check(tile, "tile size")
     if geometry.padding == "valid":
-        stride = out - out % f
-        if stride < 1:
+        if out < f:
             upper = geometry.nearest(geometry.input_size_for_output(f))[1]
             raise ValueError(
                 f"tile size {tile} gives a {out} px output, smaller than the {f} px stride the "
                 f"network needs; use a tile of at least {upper} px"
             )
-        count = max(1, math.ceil(size / stride))
-        total = (count - 1) * stride + tile
+        stride, count, total = axis_plan(max(size, 1), tile, geometry.margin, f)
         return TilePlan(size, tile, stride, count, geometry.margin, total - size - geometry.margin)
     # same padding: overlapping tiles, blended; mirror context of half the overlap at the borders
     stride = max(f, tile - overlap - (tile - overlap) % f)
@@ -158,8 +130,8 @@ def predict_tiled(
 
     Args:
         model: a U-Net from :func:`keras_unet.build_unet` (or loaded from ``.keras``).
-        image: normalised float ``(H, W)`` or ``(H, W, C)`` (see :func:`keras_unet.data.normalize`)
-            with the channels the model takes.
+        image: normalised float ``(H, W)`` or ``(H, W, C)`` with the channels the model takes
+            (apply :func:`keras_unet.preprocess.normalizer_of` ``(model)`` to a raw image).
         tile_size: input tile size in px (validated); default: one tile for small images, else
             tiles with about 512 px output.
         batch_size: tiles per forward pass; memory is bounded by this batch, not by the image.
@@ -204,7 +176,6 @@ def predict_tiled(
     else:  # each tile fills its stride x stride block
         acc = np.zeros((py.count * py.stride, px.count * px.stride, n_classes), np.float32)
     transforms = range(TTA_TRANSFORMS) if tta else range(1)
-    done = 0
     for b in range(0, len(starts), batch_size):
         chunk = starts[b : b + batch_size]
         tiles = np.stack([padded[y : y + tile, x0 : x0 + tile] for y, x0 in chunk])
@@ -219,84 +190,9 @@ def predict_tiled(
                 norm[y : y + tile, x0 : x0 + tile] += window
             else:
                 acc[y : y + py.stride, x0 : x0 + px.stride] = p[: py.stride, : px.stride]
-        done += len(chunk)
         if progress is not None:
             progress(len(chunk))
     if geo.padding == "same":
         acc = acc / norm
         return acc[py.pad_before : py.pad_before + h, px.pad_before : px.pad_before + w]
     return acc[:h, :w]
-
-
-class Predictor:
-    """Class probabilities for raw images, from a ``.keras`` model or an exported SavedModel.
-
-    * ``.keras`` (from ``keras-unet fit``): images are normalised as in training (``config.json``
-      beside the model says how; per-image standardisation otherwise) and predicted with
-      :func:`predict_tiled`.
-    * a SavedModel folder (from ``keras-unet export``): its ``serving_default`` signature does the
-      normalisation and padding itself; ``tile_size`` and ``tta`` do not apply.
-
-    Call it with a raw ``(H, W)`` or ``(H, W, C)`` image of any dtype; it returns float32
-    ``(H, W, n_classes)``.
-    """
-
-    def __init__(self, path, tile_size: int | None = None, batch_size: int = 4, tta: bool = False):
-        import json
-        from pathlib import Path
-
-        from ._compat import keras
-
-        self.path = Path(path)
-        self.tile_size, self.batch_size, self.tta = tile_size, batch_size, tta
-        if self.path.is_dir() and (self.path / "saved_model.pb").is_file():
-            self.kind = "saved_model"
-            self._serve = tf.saved_model.load(str(self.path)).signatures["serving_default"]
-            spec = self._serve.structured_input_signature[1]["images"]
-            self.channels = int(spec.shape[-1])
-            self.n_classes = int(self._serve.structured_outputs["probabilities"].shape[-1])
-            self.normalization = None
-            return
-        if not self.path.is_file() or self.path.suffix != ".keras":
-            raise FileNotFoundError(
-                f"{self.path} is neither a .keras model nor a SavedModel folder (with saved_model.pb)"
-            )
-        self.kind = "keras"
-        try:
-            self.model = keras.models.load_model(self.path)
-        except Exception as exc:  # Keras raises many types for a broken file
-            raise ValueError(f"cannot load {self.path}: {str(exc).splitlines()[0]}") from None
-        config = self.path.with_name("config.json")
-        self.normalization = (
-            json.loads(config.read_text()).get("normalization", "image") if config.is_file() else "image"
-        )
-        self.channels = self.model.input_shape[-1]
-        self.n_classes = self.model.output_shape[-1]
-        if tile_size is not None:
-            from .model import geometry_of
-
-            geometry_of(self.model).check(tile_size, "tile size")
-
-    def __call__(self, image: np.ndarray, name: str = "image", progress=None) -> np.ndarray:
-        from .data import normalize
-
-        image = np.asarray(image)
-        if image.ndim == 2:
-            image = image[..., None]
-        if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError(f"{name}: expected a 2-D image, got shape {image.shape}")
-        if image.shape[2] != self.channels:
-            if self.channels == 1 and image.shape[2] == 3 and np.all(image == image[..., :1]):
-                image = image[..., :1]  # grey stored as RGB
-            else:
-                raise ValueError(
-                    f"{name}: the model takes {self.channels}-channel images, "
-                    f"this one has {image.shape[2]}"
-                )
-        if self.kind == "saved_model":
-            out = self._serve(images=tf.constant(image[None].astype(np.float32)))
-            return out["probabilities"].numpy()[0]
-        return predict_tiled(
-            self.model, normalize(image, self.normalization), self.tile_size, self.batch_size,
-            self.tta, progress=progress,
-        )

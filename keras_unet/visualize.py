@@ -8,7 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["colorize", "overlay", "weight_map_image", "write_png", "plot_history"]
+from .files import atomic_path
+
+__all__ = ["colorize", "overlay", "weight_map_image", "write_png", "plot_history",
+           "weight_map_files"]
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
@@ -44,10 +47,9 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     image = np.asarray(rgb)
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), image):
+            raise OSError(f"cannot write {path}")
     return path
 
 
@@ -139,3 +141,31 @@ def plot_history(history: dict[str, list[float]]) -> np.ndarray:
     if metrics:
         panels.append(_panel(metrics, epochs, "validation metrics"))
     return np.concatenate(panels, axis=1)
+
+
+def weight_map_files(mask: str | os.PathLike, output: str | os.PathLike, w0: float = 10.0,
+                     sigma: float = 5.0, class_weights: str | None = "balanced",
+                     mask_type: str = "auto", log=None) -> tuple[Path, Path]:
+    """The weight map of a mask file as ``OUTPUT.npy`` (exact values) and ``OUTPUT.png``.
+
+    Returns the two paths; ``log`` (``print``-like) gets a summary line and where they went.
+    """
+    from .files import check_writable
+    from .images import read_mask
+    from .weights import to_instances, unet_weight_map
+
+    out = Path(output)
+    if out.suffix in (".npy", ".png"):
+        out = out.with_suffix("")
+    check_writable(out.parent, "output folder")
+    labels = to_instances(read_mask(mask), mask_type)
+    w = unet_weight_map(labels, w0, sigma, class_weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out.with_suffix(".npy")) as tmp:
+        np.save(tmp, w)
+    write_png(out.with_suffix(".png"), weight_map_image(w))
+    if log:
+        n = len(np.unique(labels[labels > 0]))
+        log(f"{n} objects; weights min {w.min():.3f}, mean {w.mean():.3f}, max {w.max():.3f}")
+        log(f"Wrote {out.with_suffix('.npy')} and {out.with_suffix('.png')}")
+    return out.with_suffix(".npy"), out.with_suffix(".png")

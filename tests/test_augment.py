@@ -188,7 +188,7 @@ def test_each_augmentation_can_be_switched_off():
     assert not np.allclose(grey["image"].numpy(), plain["image"].numpy())
 
 
-@pytest.mark.parametrize("field,value,match", [("grid", 1, "grid"), ("shift", -1, "shift"),
+@pytest.mark.parametrize("field,value,match", [("elastic_grid", 1, "grid"), ("shift", -1, "shift"),
                                                ("contrast", 1.5, "contrast")])
 def test_bad_augmentation_settings(field, value, match):
     with pytest.raises(ValueError, match=match):

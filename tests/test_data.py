@@ -2,15 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_unet.data import (
-    TrainingSet,
-    demo_data,
-    load_pairs,
-    normalize,
-    read_image,
-    targets_from_mask,
-    training_dataset,
-)
+from keras_unet.data import TrainingSet, demo_data, training_dataset
+from keras_unet.images import load_pairs, read_image
+from keras_unet.preprocess import normalize
+from keras_unet.targets import targets_from_mask
 from keras_unet.model import Geometry
 
 

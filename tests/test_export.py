@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from keras_unet._compat import tf
-from keras_unet.data import normalize
+from keras_unet.preprocess import Normalizer, normalize
 from keras_unet.export import export_saved_model, next_version
 from keras_unet.model import Geometry, build_unet
-from keras_unet.tiling import mirror_pad
+from keras_unet.preprocess import mirror_pad
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ def test_bad_version(unet, tmp_path):
 
 def test_fixed_normalisation_uses_the_training_scale(tmp_path, rng):
     """A model trained on 16-bit images with "fixed" normalisation gets raw 16-bit values."""
-    net = build_unet(depth=2, filters=2)
-    path = export_saved_model(net, tmp_path, "m16", normalization="fixed", scale=65535.0)
+    net = build_unet(depth=2, filters=2, normalizer=Normalizer("fixed", 65535.0))
+    path = export_saved_model(net, tmp_path, "m16")
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     image = rng.integers(0, 65535, (26, 26, 1)).astype(np.uint16)
     out = serve(images=tf.constant(image[None].astype(np.float32)))["probabilities"].numpy()[0]

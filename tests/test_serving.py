@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from keras_unet._compat import tf
 from keras_unet.cli import main
-from keras_unet.data import normalize
+from keras_unet.preprocess import normalize
 from keras_unet.export import check_export, export_saved_model
 from keras_unet.model import build_unet
 from keras_unet.serving import ServingClient, ServingError
@@ -150,7 +150,7 @@ def test_check_catches_missing_variables(exported, tmp_path):
 
 
 def test_export_check_command(tmp_path):
-    from keras_unet.training import save_model_atomic
+    from keras_unet.callbacks import save_model_atomic
 
     model = save_model_atomic(build_unet(depth=2, filters=2), tmp_path / "model.keras")
     result = CliRunner().invoke(main, ["export", str(model), "--output", str(tmp_path / "ex"),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_unet.tiling import mirror_indices, mirror_pad, tf_mirror_pad
+from keras_unet.preprocess import mirror_indices, mirror_pad, tf_mirror_pad
 
 
 @pytest.mark.parametrize("n,pad", [(5, 3), (5, 4), (5, 12), (2, 7), (100, 92), (3, 0)])
@@ -25,7 +25,8 @@ def test_tf_mirror_pad_matches_numpy(pads, rng):
 # ---- overlap-tile prediction ----------------------------------------------------------------
 
 from keras_unet.model import Geometry, build_unet  # noqa: E402
-from keras_unet.tiling import Predictor, default_tile_size, plan_axis, predict_tiled  # noqa: E402
+from keras_unet.predict import Predictor
+from keras_unet.tiling import default_tile_size, plan_axis, predict_tiled  # noqa: E402
 
 
 @pytest.fixture(scope="module")

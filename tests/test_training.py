@@ -17,11 +17,10 @@ from click.testing import CliRunner
 from keras_unet._compat import keras
 from keras_unet.cli import main
 from keras_unet.data import demo_data
+from keras_unet.config import TrainConfig, load_config_file
 from keras_unet.training import (
-    TrainConfig,
     TrainingDiverged,
     TrainingInterrupted,
-    load_config_file,
     prepare_training_set,
     train,
 )
@@ -127,8 +126,9 @@ def test_resume_errors(tmp_path):
 
 
 def test_existing_run_is_refused(tmp_path):
-    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
     (tmp_path / "r" / "config.json").write_text("{}")
+    (tmp_path / "r" / "checkpoints" / "last.keras").write_text("a run's checkpoint")
     result = run("fit", *TINY_CLI, "--output", tmp_path / "r")
     assert result.exit_code == 1 and "--resume" in result.output and "--overwrite" in result.output
 

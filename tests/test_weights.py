@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from keras_unet.data import demo_data, read_mask
+from keras_unet.data import demo_data
+from keras_unet.images import read_mask
 from keras_unet.weights import (
     border_weights,
     class_weight_map,

@@ -1,0 +1,136 @@
+"""The Keras callbacks of a training run: NaN guard, validation metrics, checkpoints, images.
+
+They are what :func:`keras_unet.training.train` adds to ``model.fit``; each works on its own too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ._compat import keras, tf
+from .files import atomic_path, write_json_atomic
+from .geometry import Geometry
+
+__all__ = ["NaNGuard", "ValidationMetrics", "Checkpoints", "TensorBoardImages",
+           "save_model_atomic", "tensorboard_available"]
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save ``model`` as a ``.keras`` file via a temporary name, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def tensorboard_available() -> bool:
+    """Whether TensorBoard (which tf.summary needs) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is NaN or infinite, and remember where."""
+
+    def __init__(self):
+        super().__init__()
+        self.where: str | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = f"epoch {self.epoch + 1}, step {batch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Pixel error, foreground IoU and Dice on the validation tiles, added to the epoch's logs
+    as ``val_pixel_error``, ``val_iou``, ``val_dice`` (so the progress bar, the CSV log,
+    TensorBoard and the checkpoints see them)."""
+
+    def __init__(self, unet: keras.Model, tiles: dict[str, np.ndarray], batch_size: int = 2):
+        super().__init__()
+        self.unet, self.tiles, self.batch_size = unet, tiles, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        probs = self.unet.predict(self.tiles["image"], batch_size=self.batch_size, verbose=0)
+        pred = np.argmax(probs, axis=-1)
+        truth, valid = self.tiles["labels"], self.tiles["valid"]
+        p, t = pred[valid], truth[valid]
+        logs["val_pixel_error"] = float(np.mean(p != t)) if p.size else float("nan")
+        ious, dices = [], []
+        for k in range(1, probs.shape[-1]):
+            inter = np.sum((p == k) & (t == k))
+            a, b = np.sum(p == k), np.sum(t == k)
+            ious.append(inter / (a + b - inter) if a + b - inter else 1.0)
+            dices.append(2 * inter / (a + b) if a + b else 1.0)
+        logs["val_iou"], logs["val_dice"] = float(np.mean(ious)), float(np.mean(dices))
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """After each epoch with a finite loss: the training model with its optimizer to
+    ``checkpoints/last.keras``; the inference U-Net to ``best.keras`` when the monitored value
+    improved. Both atomic."""
+
+    def __init__(self, folder: Path, unet: keras.Model, to_float32: Callable, monitor: str,
+                 best: float = math.inf):
+        super().__init__()
+        self.folder, self.unet, self.to_float32 = folder, unet, to_float32
+        self.monitor, self.best = monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not all(math.isfinite(float(v)) for k, v in logs.items() if "loss" in k):
+            return  # NaNGuard stops the run; the last good checkpoint stays
+        save_model_atomic(self.model, self.folder / "last.keras")
+        value = logs.get(self.monitor, logs.get("loss"))
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            save_model_atomic(self.to_float32(self.unet), self.folder / "best.keras")
+            write_json_atomic(
+                self.folder / "best.json",
+                {"epoch": epoch + 1, "monitor": self.monitor, "value": self.best},
+            )
+
+
+class TensorBoardImages(keras.callbacks.Callback):
+    """A few validation tiles per epoch in TensorBoard: image | prediction | weight map."""
+
+    def __init__(self, log_dir: Path, unet: keras.Model, tiles: dict[str, np.ndarray],
+                 geometry: Geometry, n: int = 3):
+        super().__init__()
+        self.unet, self.geometry = unet, geometry
+        pick = np.linspace(0, len(tiles["image"]) - 1, min(n, len(tiles["image"]))).astype(int)
+        self.tiles = {k: v[pick] for k, v in tiles.items()}
+        self.writer = tf.summary.create_file_writer(str(log_dir / "images"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from .visualize import colorize
+
+        probs = self.unet.predict(self.tiles["image"], verbose=0)
+        m = self.geometry.margin
+        rows = []
+        for image, prob, weights in zip(self.tiles["image"], probs, self.tiles["weights"]):
+            crop = image[m : image.shape[0] - m, m : image.shape[1] - m, 0] if m else image[..., 0]
+            lo, hi = np.percentile(crop, (1, 99))
+            grey = colorize(crop, lo, hi, colormap=1)  # COLORMAP_BONE
+            fg = colorize(1.0 - prob[..., 0], 0.0, 1.0)
+            wmap = colorize(weights, 0.0, max(float(weights.max()), 1e-6))
+            gap = np.full((grey.shape[0], 4, 3), 255, np.uint8)
+            rows.append(np.concatenate([grey, gap, fg, gap, wmap], axis=1))
+        with self.writer.as_default():
+            tf.summary.image("validation: image | prediction | weight map",
+                             np.stack(rows), step=epoch, max_outputs=len(rows))
+        self.writer.flush()

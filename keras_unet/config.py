@@ -1,0 +1,355 @@
+"""Training settings, declared once: :class:`Augmentation`, :class:`TrainConfig` and the presets.
+
+Each setting is one dataclass field with its default, type and help text. The command line builds
+its ``fit`` options from these fields (``field.metadata``), config files use the field names as
+keys, and ``RUN_DIR/config.json`` records them, so nothing is listed twice. This module imports no
+TensorFlow, so ``keras-unet fit --help`` and option errors answer at once.
+
+Settings are layered, in increasing priority (:func:`resolve_config`): the defaults, a preset
+(``PRESETS``), a JSON/YAML config file, and the options given on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .geometry import Geometry
+
+__all__ = [
+    "Augmentation",
+    "TrainConfig",
+    "PRESETS",
+    "OPTIMIZERS",
+    "STRATEGIES",
+    "MIXED",
+    "check_keys",
+    "load_config_file",
+    "resolve_config",
+    "option_fields",
+]
+
+OPTIMIZERS = ("adam", "sgd")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+MIXED = (None, "float16", "bfloat16")
+MASK_TYPES = ("auto", "instance", "binary", "class")
+
+
+def setting(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field with its command-line description.
+
+    ``cli`` may hold ``option`` (the option name when it is not ``--field-name``), ``choices``,
+    ``none`` (the choice that means None, e.g. ``"off"``), ``flag`` (a boolean's option, e.g.
+    ``"--elastic/--no-elastic"``) and ``type`` (``"path"``).
+    """
+    return field(default=default, metadata={"help": help, **cli})
+
+
+@dataclass
+class Augmentation:
+    """Which augmentations training tiles get, and how strong. Each can be switched off.
+
+    The pieces that apply them are TensorFlow ops in :mod:`keras_unet.augment`.
+    """
+
+    elastic: bool = setting(True, "The paper's elastic deformation.",
+                            flag="--elastic/--no-elastic")
+    elastic_grid: int = setting(3, "Control points per side of the deformation grid.")
+    elastic_sigma: float = setting(10.0, "Std. dev. of the grid displacements in px.")
+    flips: bool = setting(True, "Random flips and 90-degree rotations.", flag="--flips/--no-flips")
+    rotation: float = setting(10.0, "Largest extra rotation in degrees (0: off).")
+    shift: float = setting(10.0, "Largest shift in px (0: off).")
+    brightness: float = setting(0.1, "Largest brightness offset (0: off).")
+    contrast: float = setting(0.1, "Largest relative contrast change (0: off).")
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """The augmentation keys (also keys of :class:`TrainConfig`)."""
+        return tuple(f.name for f in dataclasses.fields(Augmentation))
+
+    @classmethod
+    def off(cls) -> "Augmentation":
+        """No augmentation at all (validation tiles, or a plain baseline)."""
+        return cls(elastic=False, flips=False, rotation=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+
+    def augmentation_settings(self) -> "Augmentation":
+        """Just the augmentation part (of a :class:`TrainConfig`, say)."""
+        return Augmentation(**{k: getattr(self, k) for k in Augmentation.fields()})
+
+    def validate(self) -> "Augmentation":
+        grid = self.elastic_grid
+        if not isinstance(grid, int) or isinstance(grid, bool) or not 2 <= grid <= 32:
+            raise ValueError(f"elastic_grid must be an integer from 2 to 32, got {grid!r}")
+        for name in ("elastic_sigma", "rotation", "shift", "brightness", "contrast"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.contrast >= 1:
+            raise ValueError(f"contrast must be < 1, got {self.contrast!r}")
+        if self.rotation > 180:
+            raise ValueError(f"rotation must be at most 180 degrees, got {self.rotation!r}")
+        return self
+
+    @property
+    def geometric(self) -> bool:
+        """Whether tiles are resampled (elastic, rotation or shift), not just cut out."""
+        return (self.elastic and self.elastic_sigma > 0) or self.rotation > 0 or self.shift > 0
+
+    def reach(self, size: int) -> int:
+        """px beyond a ``size`` tile that resampling may read: the context to pad images with.
+
+        Four standard deviations of the elastic field, the largest shift, and how far a corner of
+        the tile moves when rotated by the largest angle.
+        """
+        if not self.geometric:
+            return 0
+        r = 4.0 * self.elastic_sigma if self.elastic else 0.0
+        corner = (size - 1) / math.sqrt(2.0) * 2.0 * math.sin(math.radians(self.rotation) / 2.0)
+        return int(math.ceil(r + self.shift * math.sqrt(2.0) + corner)) + 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "Augmentation":
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(cls.fields()))
+        if unknown:
+            raise ValueError(f"unknown augment key(s): {', '.join(unknown)}")
+        return cls(**values).validate()
+
+
+@dataclass
+class TrainConfig(Augmentation):
+    """Everything that defines a training run. Sizes in px, rates per step.
+
+    The defaults train a laptop-sized version of the paper's network (depth 5, 16 instead of 64
+    base filters) with the paper's weight map (w0 = 10, sigma = 5 px, balanced classes) and the
+    paper's elastic deformation. ``PRESETS["paper"]`` holds the paper's own recipe. The
+    augmentation keys are :class:`Augmentation`'s fields, inherited.
+    """
+
+    # data (paths are recorded so a run can be repeated or resumed)
+    images: str | None = setting(None, "Folder of images, or a multi-page TIFF stack.", type="path")
+    masks: str | None = setting(None, "Folder of masks (same file names), or a TIFF stack.",
+                                type="path")
+    val_images: str | None = setting(None, "Validation images (never augmented).", type="path")
+    val_masks: str | None = setting(None, "Validation masks.", type="path")
+    val_fraction: float = setting(
+        0.0, "Hold out this fraction of the images for validation instead of --val-images.")
+    mask_type: str = setting("auto", "binary: 0 and 1/255; instance: object ids; class: class ids.",
+                             choices=MASK_TYPES)
+    normalization: str = setting("image", "image: per-image mean/std; fixed: divide by dtype max.",
+                                 choices=("image", "fixed"))
+    input_scale: float = field(default=255.0, metadata={})  # training images' dtype maximum
+    # model
+    depth: int = setting(5, "Resolution levels.")
+    filters: int = setting(16, "Channels of the first level (paper: 64).")
+    padding: str = setting("valid", "Convolution padding (the paper: valid).",
+                           choices=("valid", "same"))
+    dropout: float = setting(0.5, "Dropout at the end of the contracting path.")
+    batch_norm: bool = setting(False, "Batch normalisation before each ReLU.",
+                               flag="--batch-norm/--no-batch-norm")
+    n_classes: int = setting(2, "Classes, background included.", option="--classes")
+    # tiles and schedule
+    tile_size: int = setting(316, "Input tile size in px (must be valid for the network).")
+    batch_size: int = setting(2, "Tiles per step over all replicas (the global batch).")
+    epochs: int = setting(10, "Epochs.")
+    steps_per_epoch: int = setting(50, "Optimizer steps per epoch.")
+    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "Learning rate.")
+    momentum: float = setting(0.99, "SGD momentum.")
+    # weight map
+    w0: float = setting(10.0, "Border weight of the weight map (0: off).")
+    sigma: float = setting(5.0, "Border width of the weight map in px.")
+    class_weights: str | None = setting("balanced", "Class balancing of the weight map.",
+                                        choices=("balanced", "none"), none="none")
+    # speed and scale
+    mixed_precision: str | None = setting(
+        None, "Compute in 16 bits (float16 on GPUs, bfloat16 on recent CPUs/TPUs); the loss and "
+        "the saved model stay float32.", choices=("off", "float16", "bfloat16"), none="off")
+    jit: bool = setting(False, "Compile the training step with XLA.", flag="--jit")
+    strategy: str = setting("default", "mirrored: all local GPUs; multi-worker: the cluster in "
+                            "TF_CONFIG.", choices=STRATEGIES)
+    seed: int = setting(0, "Random seed.")
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.depth, self.padding)
+
+    @property
+    def augmentation(self) -> Augmentation:
+        return self.augmentation_settings()
+
+    def validate(self) -> "TrainConfig":
+        """Check every field; raise ValueError naming the setting and the fix."""
+        self._check_types()
+        for name, low, high in (("depth", 1, None), ("filters", 1, 1024), ("batch_size", 1, 4096),
+                                ("epochs", 1, 100_000), ("steps_per_epoch", 1, 10_000_000),
+                                ("n_classes", 2, 256)):
+            value = getattr(self, name)
+            if value < low or (high is not None and value > high):
+                span = f"from {low} to {high}" if high is not None else f">= {low}"
+                raise ValueError(f"{name} must be an integer {span}, got {value!r}")
+        geo = self.geometry  # checks depth (bounded) and padding
+        geo.check(self.tile_size, "tile size")
+        for name in ("lr", "momentum", "w0", "sigma", "dropout", "val_fraction", "input_scale"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 0 < self.lr <= 10:
+            raise ValueError(f"lr must be > 0 and at most 10, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.sigma <= 0 or self.w0 < 0:
+            raise ValueError(f"need sigma > 0 and w0 >= 0, got sigma={self.sigma}, w0={self.w0}")
+        if self.class_weights not in (None, "balanced"):
+            raise ValueError(f"class_weights must be 'balanced' or None, got {self.class_weights!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.input_scale <= 0:
+            raise ValueError(f"input_scale must be > 0, got {self.input_scale!r}")
+        if self.mask_type not in MASK_TYPES:
+            raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {self.mask_type!r}")
+        if self.normalization not in ("image", "fixed"):
+            raise ValueError(f"normalization must be image or fixed, got {self.normalization!r}")
+        if self.val_fraction and (self.val_images or self.val_masks):
+            raise ValueError("give either a validation fraction or validation folders, not both")
+        if bool(self.val_images) != bool(self.val_masks):
+            raise ValueError("give both val_images and val_masks (or neither)")
+        if bool(self.images) != bool(self.masks):
+            raise ValueError("give both --images and --masks (or neither, for the demo data)")
+        if self.mixed_precision not in MIXED:
+            raise ValueError(
+                f"mixed_precision must be float16, bfloat16 or off, got {self.mixed_precision!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        Augmentation.validate(self)
+        return self
+
+    def _check_types(self) -> None:
+        """Each value has its field's type (config files can hold anything)."""
+        kinds = {"bool": ((bool,), "true or false"), "int": ((int,), "an integer"),
+                 "float": ((int, float), "a number"), "str": ((str,), "a string")}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            optional = f.type.endswith("| None")
+            if optional and value is None:
+                continue
+            types, what = kinds[f.type.removesuffix("| None").strip()]
+            if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+                raise ValueError(f"{f.name} must be {what}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a mapping; unknown keys raise a ValueError that names them."""
+        check_keys(values)
+        return cls(**values)
+
+
+def option_fields() -> list[dataclasses.Field]:
+    """The :class:`TrainConfig` fields that are command-line options (those with help text)."""
+    return [f for f in dataclasses.fields(TrainConfig) if "help" in f.metadata]
+
+
+def check_keys(values: Mapping[str, Any], source: str = "config") -> None:
+    """Raise a ValueError naming the keys of ``values`` that TrainConfig does not have."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {source} key(s): {', '.join(unknown)} (known keys: see keras-unet fit --help)"
+        )
+
+
+# The paper's recipe: SGD with high momentum on one large tile per batch, He init and dropout
+# (always on in build_unet), the weight map with w0 = 10 and sigma = 5 px, elastic deformation.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        depth=5, filters=64, padding="valid", dropout=0.5, tile_size=572, batch_size=1,
+        optimizer="sgd", momentum=0.99, lr=0.01, w0=10.0, sigma=5.0, elastic=True,
+        elastic_grid=3, elastic_sigma=10.0,
+    ),
+}
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON or YAML file of TrainConfig keys; unknown keys raise an error naming them."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ValueError(
+                f"{path} is YAML, which needs PyYAML: pip install pyyaml (or use a .json file)"
+            ) from None
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid JSON: {exc}") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping of keys to values")
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    check_keys(values, f"config file {path}")
+    return values
+
+
+def resolve_config(
+    given: Mapping[str, Any],
+    preset: str | None = None,
+    config_file: str | os.PathLike | None = None,
+    no_weight_map: bool = False,
+    no_augment: bool = False,
+) -> TrainConfig:
+    """The settings of a new run: defaults < ``preset`` < ``config_file`` < ``given``.
+
+    Args:
+        given: TrainConfig keys set explicitly (on the command line, say).
+        preset: a key of ``PRESETS``.
+        config_file: a JSON or YAML file of TrainConfig keys.
+        no_weight_map: plain cross-entropy (w0 = 0, no class weights).
+        no_augment: every augmentation off.
+
+    Raises:
+        ValueError: an unknown key, a contradiction, or a value out of range.
+    """
+    contradicting = sorted(set(given) & set(Augmentation.fields()))
+    if no_augment and contradicting:
+        raise ValueError("--no-augment contradicts "
+                         + ", ".join("--" + g.replace("_", "-") for g in contradicting))
+    if no_weight_map and set(given) & {"w0", "class_weights"}:
+        raise ValueError("--no-weight-map contradicts --w0/--class-weights")
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    values = dict(PRESETS[preset]) if preset else {}
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(given)
+    if no_weight_map:
+        values.update(w0=0.0, class_weights=None)
+    if no_augment:
+        values.update(Augmentation.off().to_dict())
+    return TrainConfig.from_dict(values).validate()

@@ -1,0 +1,82 @@
+"""What the command line shows: TensorFlow's native log lines hidden unless asked for.
+
+TensorFlow's C++ core writes start-up lines straight to file descriptor 2 (``I0000 ... oneDNN
+custom operations are on``, ``cuInit`` failures on machines without a GPU, CPU feature banners),
+before Python's logging is set up and regardless of ``TF_CPP_MIN_LOG_LEVEL`` for some of them. A
+new user takes ``E0000 ... failed call to cuInit`` for the failure of their command.
+:func:`quiet_tensorflow` therefore passes file descriptor 2 through a filter that drops those
+lines and keeps everything else (errors, warnings, progress bars). ``--verbose`` or
+``KERAS_UNET_VERBOSE=1`` shows them all. This module imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import threading
+
+__all__ = ["quiet_tensorflow", "NATIVE_LOG"]
+
+# absl/glog lines (I0000 12:34:56.789 ...), and the banners TensorFlow prints around them
+NATIVE_LOG = re.compile(
+    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|To enable the following instructions: .* rebuild TensorFlow"
+    rb"|\S+ \d\d:\d\d:\d\d\.\d+: [IWE] \S+\] )"
+)
+
+_state: dict = {}
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Hide TensorFlow's native log lines for the rest of the process (see the module docs).
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2. Does nothing with
+    ``verbose``, with ``KERAS_UNET_VERBOSE=1``, when already done, or when stderr has no file
+    descriptor (inside a test runner's capture, say).
+    """
+    if verbose or os.environ.get("KERAS_UNET_VERBOSE", "") not in ("", "0") or _state:
+        return
+    if sys.stderr is not sys.__stderr__:  # captured (click's CliRunner, pytest): leave it be
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        fd = sys.__stderr__.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    original = os.dup(fd)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def pump() -> None:
+        buffer = b""
+        with os.fdopen(read_end, "rb", buffering=0) as source:
+            while chunk := source.read(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                kept = [line + b"\n" for line in lines if not NATIVE_LOG.match(line)]
+                if kept:
+                    os.write(original, b"".join(kept))
+                if buffer and not NATIVE_LOG.match(buffer) and b"\r" in buffer:
+                    os.write(original, buffer)  # progress bars redraw one line with \r
+                    buffer = b""
+        if buffer and not NATIVE_LOG.match(buffer):
+            os.write(original, buffer)
+
+    thread = threading.Thread(target=pump, name="keras-unet-stderr", daemon=True)
+    thread.start()
+    _state.update(fd=fd, original=original, thread=thread)
+    atexit.register(_restore)
+
+
+def _restore() -> None:
+    """Flush what the filter holds and give file descriptor 2 back (at exit)."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(_state["original"], _state["fd"])  # closes the pipe's last write end: the pump ends
+    _state["thread"].join(timeout=2)

@@ -1,0 +1,62 @@
+"""Where training runs: distribution strategies and mixed precision, set up in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+from ._compat import keras, patch_multi_worker_reduction, tf
+from .config import STRATEGIES
+from .model import build_unet
+from .preprocess import normalizer_of
+
+__all__ = ["make_strategy", "precision", "float32_copy"]
+
+
+def make_strategy(name: str = "default") -> tf.distribute.Strategy:
+    """``default`` (one device), ``mirrored`` (all local GPUs) or ``multi-worker``
+    (``MultiWorkerMirroredStrategy``; the cluster comes from the ``TF_CONFIG`` variable)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "--strategy multi-worker needs the TF_CONFIG variable describing the cluster "
+                "(see the README, 'Training on several machines')"
+            )
+        patch_multi_worker_reduction()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+@contextlib.contextmanager
+def precision(mixed: str | None) -> Iterator[None]:
+    """Use Keras' ``mixed_float16``/``mixed_bfloat16`` policy inside the block, float32 after."""
+    before = keras.config.dtype_policy()
+    if mixed:
+        keras.config.set_dtype_policy(f"mixed_{mixed}")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def float32_copy(unet: keras.Model, config) -> keras.Model:
+    """The same U-Net in float32 (for saving and export) with ``unet``'s weights.
+
+    ``config`` is the run's :class:`~keras_unet.config.TrainConfig`; without mixed precision the
+    model is returned as it is.
+    """
+    if not config.mixed_precision:
+        return unet
+    with precision(None):
+        plain = build_unet(
+            tuple(unet.input_shape[1:]), config.n_classes, config.depth, config.filters,
+            config.padding, config.dropout, config.batch_norm, name=unet.name,
+            normalizer=normalizer_of(unet),
+        )
+    plain.set_weights(unet.get_weights())
+    return plain

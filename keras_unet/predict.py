@@ -1,0 +1,322 @@
+"""From files to segmentations: load a model, predict images, write masks, score them.
+
+* :func:`load_model` opens a ``.keras`` file with a clear error for a file that is not one;
+* :class:`Predictor` turns raw images into class probabilities with a ``.keras`` model (its own
+  preprocessing contract, then :func:`keras_unet.tiling.predict_tiled`) or an exported SavedModel
+  (whose graph does both);
+* :func:`predict_files` and :func:`predict_files_remote` (TF Serving over REST) write
+  ``NAME_mask.png`` and ``NAME_overlay.png`` per image; :func:`evaluate_files` scores a model on
+  labelled images.
+
+Output folders are created only when the first file is written, and removed again when nothing
+could be written, so a refused run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ._compat import keras, tf
+from .files import atomic_path, check_writable
+from .images import IMAGE_SUFFIXES, list_images, load_pairs, read_pages
+from .preprocess import Normalizer, normalizer_of
+from .tiling import predict_tiled
+
+__all__ = ["load_model", "Predictor", "predict_files", "predict_files_remote", "evaluate_files",
+           "expand_inputs", "PredictReport", "mask_image"]
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """A U-Net from a ``.keras`` file, or a one-line ValueError/FileNotFoundError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is not a .keras model file: it does not exist")
+    if path.is_dir() or path.suffix != ".keras":
+        raise ValueError(f"{path} is not a .keras model file; give the model.keras that "
+                         "`keras-unet fit` wrote")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"cannot load {path}: it is not a Keras model file (not a .keras zip "
+                         "archive; damaged, or something else renamed)")
+    from . import losses, model  # noqa: F401  (registers the layers a U-Net file holds)
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # Keras raises many types for a broken file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot load {path}: not a loadable Keras model file ({first})") from None
+
+
+def validate_batch_tile(batch_size: int, tile_size: int | None) -> None:
+    """Options every prediction takes; checked before any model is loaded."""
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= 4096:
+        raise ValueError(f"--batch-size must be an integer from 1 to 4096, got {batch_size!r}")
+    if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 1):
+        raise ValueError(f"--tile-size must be a positive number of pixels, got {tile_size!r}")
+
+
+class Predictor:
+    """Class probabilities for raw images, from a ``.keras`` model or an exported SavedModel.
+
+    * ``.keras`` (from ``keras-unet fit``), a path or a loaded ``keras.Model``: images are
+      prepared by the model's own :class:`~keras_unet.preprocess.Normalizer` and predicted with
+      :func:`predict_tiled`;
+    * a SavedModel folder (from ``keras-unet export``): its ``serving_default`` signature does the
+      normalisation and tiling itself; ``tile_size`` and ``tta`` do not apply.
+
+    Call it with a raw ``(H, W)`` or ``(H, W, C)`` image of any dtype; it returns float32
+    ``(H, W, n_classes)``.
+    """
+
+    def __init__(self, model, tile_size: int | None = None, batch_size: int = 4,
+                 tta: bool = False):
+        validate_batch_tile(batch_size, tile_size)
+        self.tile_size, self.batch_size, self.tta = tile_size, batch_size, tta
+        if isinstance(model, keras.Model):
+            self.path, self.model = None, model
+        else:
+            self.path = Path(model)
+            if self.path.is_dir() and (self.path / "saved_model.pb").is_file():
+                self._init_saved_model()
+                return
+            if self.path.is_dir() or not self.path.exists():
+                raise FileNotFoundError(
+                    f"{self.path} is neither a .keras model nor a SavedModel folder "
+                    "(with saved_model.pb)" + ("" if self.path.exists() else ": it does not exist"))
+            self.model = load_model(self.path)
+        self.kind = "keras"
+        self.normalizer: Normalizer | None = normalizer_of(self.model)
+        self.channels = self.normalizer.channels
+        self.n_classes = int(self.model.output_shape[-1])
+        if tile_size is not None:
+            from .model import geometry_of
+
+            geometry_of(self.model).check(tile_size, "tile size")
+
+    def _init_saved_model(self) -> None:
+        self.kind, self.model, self.normalizer = "saved_model", None, None
+        self._serve = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+        spec = self._serve.structured_input_signature[1]["images"]
+        self.channels = int(spec.shape[-1])
+        self.n_classes = int(self._serve.structured_outputs["probabilities"].shape[-1])
+
+    def __call__(self, image: np.ndarray, name: str = "image", progress=None) -> np.ndarray:
+        if self.kind == "saved_model":
+            image = Normalizer(channels=self.channels).channels_of(image, name)
+            out = self._serve(images=tf.constant(image[None].astype(np.float32)))
+            return out["probabilities"].numpy()[0]
+        return predict_tiled(self.model, self.normalizer(image, name), self.tile_size,
+                             self.batch_size, self.tta, progress=progress)
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files and folders as a list of image files (a TIFF stack counts as one input)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(list_images(p, "input"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"input {p} does not exist")
+    unknown = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems and stems[f.stem] != f:
+            raise ValueError(f"{stems[f.stem]} and {f} share the name {f.stem!r}, so their "
+                             "results would overwrite each other; rename one")
+        stems[f.stem] = f
+    return files
+
+
+def mask_image(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """uint8 picture of class ids: 0/255 for two classes (visible), the ids otherwise."""
+    return (classes * 255).astype(np.uint8) if n_classes == 2 else classes.astype(np.uint8)
+
+
+@dataclass
+class PredictReport:
+    """What :func:`predict_files` did: files written, and one line per input that failed."""
+
+    output: Path
+    n_inputs: int
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return (f"Wrote masks of {self.n_inputs - len(self.failed)} of {self.n_inputs} inputs "
+                f"to {self.output}")
+
+
+def _failure(path: Path, exc: Exception) -> str:
+    message = str(exc)
+    return message if path.name in message else f"{path}: {message}"
+
+
+class _Output:
+    """An output folder created on the first write, and removed if nothing was written."""
+
+    def __init__(self, folder: Path, report: PredictReport):
+        self.folder, self.report = folder, report
+        self.existed = folder.exists()
+
+    def path(self, name: str) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / name
+        self.report.written.append(path)
+        return path
+
+    def close(self) -> None:
+        if not self.existed and self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
+
+def _write_outputs(out: _Output, path: Path, pages: list[np.ndarray], probs: list[np.ndarray],
+                   n_classes: int, overlay: bool, save_probabilities: bool) -> None:
+    from .visualize import overlay as overlay_image
+    from .visualize import write_png
+
+    masks = []
+    for i, (page, p) in enumerate(zip(pages, probs)):
+        stem = path.stem if len(pages) == 1 else f"{path.stem}_{i:03d}"
+        classes = p.argmax(-1)
+        masks.append(mask_image(classes, n_classes))
+        if save_probabilities:
+            with atomic_path(out.path(f"{stem}_probabilities.npy")) as tmp:
+                np.save(tmp, p.astype(np.float32))
+        if overlay:
+            write_png(out.path(f"{stem}_overlay.png"), overlay_image(page, classes))
+    if len(pages) == 1:
+        write_png(out.path(f"{path.stem}_mask.png"), masks[0])
+    else:
+        import tifffile
+
+        with atomic_path(out.path(f"{path.stem}_mask.tif")) as tmp:
+            tifffile.imwrite(tmp, np.stack(masks))
+
+
+def predict_files(
+    model: str | os.PathLike | keras.Model,
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    tile_size: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    overlay: bool = True,
+    save_probabilities: bool = False,
+    progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
+) -> PredictReport:
+    """Segment image files and folders with a local model; write masks, overlays, probabilities.
+
+    Writes ``NAME_mask.png`` (a multi-page ``NAME_mask.tif`` for TIFF stacks),
+    ``NAME_overlay.png`` and, if asked, ``NAME_probabilities.npy`` (float32 ``(H, W, K)``) into
+    ``output``. A file that cannot be read or predicted is reported in the result and skipped.
+
+    Args:
+        progress: wraps the list of files (a progress bar, say) and yields them.
+    """
+    validate_batch_tile(batch_size, tile_size)
+    files = expand_inputs(inputs)
+    check_writable(output)
+    predictor = Predictor(model, tile_size, batch_size, tta)
+    report = PredictReport(Path(output), len(files))
+    out = _Output(Path(output), report)
+    try:
+        for path in (progress(files) if progress else files):
+            try:
+                pages = read_pages(path)
+                names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]"
+                                                             for i in range(len(pages))]
+                probs = [predictor(page, name) for page, name in zip(pages, names)]
+                _write_outputs(out, path, pages, probs, predictor.n_classes, overlay,
+                               save_probabilities)
+            except (ValueError, OSError) as exc:
+                report.failed.append(_failure(path, exc))
+    finally:
+        out.close()
+    return report
+
+
+def predict_files_remote(
+    client, inputs: Sequence[str | os.PathLike], output: str | os.PathLike, overlay: bool = True,
+    progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
+) -> PredictReport:
+    """Like :func:`predict_files`, with a model served by TF Serving (a
+    :class:`keras_unet.serving.ServingClient`): each image goes to its ``predict_png`` signature."""
+    import cv2
+
+    from .serving import ServingError
+    from .visualize import overlay as overlay_image
+    from .visualize import write_png
+
+    files = expand_inputs(inputs)
+    check_writable(output)
+    report = PredictReport(Path(output), len(files))
+    out = _Output(Path(output), report)
+    try:
+        for path in (progress(files) if progress else files):
+            try:
+                pages = read_pages(path)
+                if len(pages) != 1:
+                    raise ValueError(f"{path}: TIFF stacks are predicted locally only")
+                page = pages[0]
+                image = page if page.ndim == 2 or page.shape[2] != 3 else page[..., ::-1]
+                ok, png = cv2.imencode(".png", image)
+                if not ok:
+                    raise ValueError(f"{path}: cannot encode as PNG")
+                (mask_png,) = client.predict_png([png.tobytes()])
+                mask = cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
+                write_png(out.path(f"{path.stem}_mask.png"), mask)
+                if overlay:
+                    classes = mask // 255 if mask.max() == 255 else mask
+                    write_png(out.path(f"{path.stem}_overlay.png"), overlay_image(page, classes))
+            except ServingError as exc:
+                if exc.status is None or exc.status in (404, 503):
+                    raise  # the server or model is missing: no point trying the other files
+                report.failed.append(f"{path}: {exc}")
+            except (ValueError, OSError) as exc:
+                report.failed.append(_failure(path, exc))
+    finally:
+        out.close()
+    return report
+
+
+def evaluate_files(
+    model: str | os.PathLike | keras.Model,
+    images: str | os.PathLike,
+    masks: str | os.PathLike,
+    mask_type: str = "auto",
+    tile_size: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> dict:
+    """Score a model on labelled images: pixel error, foreground IoU and Dice, ISBI Rand error.
+
+    Returns:
+        ``{"images": [{"image": name, metric: value, ...}, ...], "mean": {metric: value}}``.
+    """
+    from .metrics import segmentation_metrics, summarize
+    from .targets import labels_from_mask
+
+    validate_batch_tile(batch_size, tile_size)
+    xs, ys, names = load_pairs(images, masks)
+    predictor = Predictor(model, tile_size, batch_size, tta)
+    rows = []
+    items = list(zip(xs, ys, names))
+    for x, y, name in (progress(items) if progress else items):
+        truth, _ = labels_from_mask(y, predictor.n_classes, mask_type, name)
+        if truth.shape != x.shape[:2]:
+            raise ValueError(f"{name}: image and mask sizes differ ({x.shape[:2]} vs {truth.shape})")
+        pred = predictor(x, name).argmax(-1)
+        rows.append({"image": name, **segmentation_metrics(pred, truth)})
+    overall = summarize([{k: v for k, v in r.items() if k != "image"} for r in rows])
+    return {"images": rows, "mean": overall}

@@ -1,0 +1,226 @@
+"""How a raw image becomes the network's input: the preprocessing contract, and mirror padding.
+
+**The contract travels inside the model.** :func:`keras_unet.build_unet` puts a
+:class:`Preprocessing` layer right after the input. In the graph it is the identity (the network
+itself takes normalised images), but its configuration *is* the contract: the normalisation
+``mode``, the raw ``scale`` and the number of channels. It is saved in every ``.keras`` file
+(``model.keras``, ``checkpoints/best.keras``, a copy moved anywhere) and read back with
+:func:`normalizer_of`, so a model loaded with ``keras.models.load_model`` knows how to prepare its
+images without any file beside it. The SavedModel export applies the same :class:`Normalizer` in
+its graph, and the bioimage.io export declares it in its ``rdf.yaml``.
+
+Why a layer and not a file beside the model: a file is lost when the model is copied alone, and
+CSBDeep-style ``config.json`` look-ups were done differently by different callers. Why not normalise
+inside the graph: per-image standardisation needs statistics of the *whole* image, while the
+network sees tiles; the statistics must be taken before tiling.
+
+**One normalisation** (:class:`Normalizer`) serves training, prediction and export:
+
+* ``"image"`` (default): ``(x - mean) / max(std, 1e-6 * scale)`` with the mean and standard
+  deviation over all pixels and channels of the image; independent of the intensity range;
+* ``"fixed"``: ``x / scale``, where ``scale`` is the dtype maximum of the *training* images (255
+  for 8-bit, 65535 for 16-bit, 1 for float images already in [0, 1]).
+
+``x`` is the raw intensity as float32. :meth:`Normalizer.stats` and :meth:`Normalizer.apply` take
+NumPy arrays or TensorFlow tensors alike, so the graph and NumPy paths are the same code.
+
+**Mirror padding** (the paper's Fig. 2) extrapolates missing context at image borders by mirroring
+without repeating the edge pixel (NumPy's ``"reflect"``), and keeps reflecting for pads larger than
+the image. :func:`mirror_indices` is the single definition behind the NumPy and TF versions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ._compat import keras, tf
+from .layers import Preprocessing
+
+__all__ = [
+    "NORMALIZATIONS",
+    "Normalizer",
+    "Preprocessing",
+    "normalizer_of",
+    "normalize",
+    "dtype_scale",
+    "mirror_indices",
+    "mirror_pad",
+    "tf_mirror_pad",
+]
+
+NORMALIZATIONS = ("image", "fixed")
+EPS = 1e-6  # relative to ``scale``: a flat image is divided by this, not by 0
+
+
+def dtype_scale(image) -> float:
+    """The value that maps an image's dtype to [0, 1]: 255 for 8-bit, 65535 for 16-bit, 1 for float."""
+    dtype = np.asarray(image).dtype if not tf.is_tensor(image) else image.dtype.as_numpy_dtype
+    dtype = np.dtype(dtype)
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """The preprocessing contract: how raw intensities become the network's input.
+
+    Attributes:
+        mode: ``"image"`` (per-image zero mean, unit variance) or ``"fixed"`` (divide by scale).
+        scale: raw value that maps to 1 in ``"fixed"`` mode (the training images' dtype maximum).
+        channels: channels the network takes (grey images stored as RGB are reduced to 1).
+    """
+
+    mode: str = "image"
+    scale: float = 255.0
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.mode!r}")
+        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
+                and self.scale > 0):
+            raise ValueError(f"normalization scale must be a finite number > 0, got {self.scale!r}")
+        if not isinstance(self.channels, int) or self.channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {self.channels!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Normalizer":
+        return cls(str(values.get("mode", "image")), float(values.get("scale", 255.0)),
+                   int(values.get("channels", 1)))
+
+    def stats(self, image) -> tuple[Any, Any]:
+        """``(offset, divisor)`` of the image: ``apply`` computes ``(x - offset) / divisor``.
+
+        ``image``: ``(H, W, C)`` NumPy array, or a ``(B, H, W, C)`` tensor (one pair per image).
+        """
+        if self.mode == "fixed":
+            return 0.0, self.scale
+        if tf.is_tensor(image):
+            x = tf.cast(image, tf.float32)
+            mean, var = tf.nn.moments(x, axes=list(range(1, x.shape.rank)), keepdims=True)
+            return mean, tf.maximum(tf.sqrt(var), EPS * self.scale)
+        x = np.asarray(image, np.float32)
+        return float(x.mean(dtype=np.float64)), max(float(x.std(dtype=np.float64)),
+                                                     EPS * self.scale)
+
+    def apply(self, image, stats: tuple[Any, Any] | None = None):
+        """The network input for a raw image: float32, same shape (``(H, W)`` gains a channel).
+
+        Args:
+            image: raw ``(H, W)`` / ``(H, W, C)`` NumPy array of any dtype, or a ``(B, H, W, C)``
+                tensor.
+            stats: ``(offset, divisor)`` from :meth:`stats`, e.g. computed on a larger image of
+                which ``image`` is a block; default: the image's own.
+        """
+        if tf.is_tensor(image):
+            offset, divisor = stats if stats is not None else self.stats(image)
+            return (tf.cast(image, tf.float32) - offset) / divisor
+        x = np.asarray(image)
+        if x.ndim == 2:
+            x = x[..., None]
+        if x.ndim != 3:
+            raise ValueError(f"image must be (height, width[, channels]), got shape {x.shape}")
+        offset, divisor = stats if stats is not None else self.stats(x)
+        out = x.astype(np.float32)
+        out -= np.float32(offset)
+        out /= np.float32(divisor)
+        return out
+
+    def channels_of(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """``image`` as ``(H, W, channels)``: grey stored as RGB becomes 1 channel; a channel
+        count the network cannot take raises a ValueError naming ``name``."""
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError(f"{name}: expected a 2-D image, got shape {image.shape}")
+        if image.shape[2] != self.channels:
+            if self.channels == 1 and image.shape[2] == 3 and np.all(image == image[..., :1]):
+                return image[..., :1]
+            raise ValueError(
+                f"{name}: the model takes {self.channels}-channel images, this one has "
+                f"{image.shape[2]}"
+            )
+        return image
+
+    def __call__(self, image: np.ndarray, name: str = "image",
+                 stats: tuple[Any, Any] | None = None) -> np.ndarray:
+        """The network input ``(H, W, channels)`` float32 for a raw NumPy image."""
+        return self.apply(self.channels_of(image, name), stats)
+
+    def describe(self) -> str:
+        """One line for people: what happens to the raw intensities."""
+        if self.mode == "fixed":
+            return f"divide raw intensities by {self.scale:g}"
+        return "per image: subtract the mean, divide by the standard deviation"
+
+
+def normalizer_of(model: keras.Model) -> Normalizer:
+    """The preprocessing contract of a U-Net (also after loading from ``.keras``).
+
+    Models saved before the contract existed carry no :class:`Preprocessing` layer and get the
+    default, per-image standardisation, which is what they were trained with unless
+    ``--normalization fixed`` was given.
+    """
+    channels = int(model.input_shape[-1])
+    for layer in model.layers:
+        if isinstance(layer, Preprocessing):
+            return Normalizer(layer.mode, layer.scale, channels)
+    return Normalizer("image", 255.0, channels)
+
+
+# --------------------------------------------------------------------------------------------
+# Mirror padding
+
+
+def mirror_indices(n: int, before: int, after: int) -> np.ndarray:
+    """Source index of each position of an axis of length ``n`` mirror-padded by ``before``/``after``.
+
+    Position ``i`` in ``[-before, n + after)`` reflects about the first and last pixel with period
+    ``2 (n - 1)``; an axis of length 1 repeats its pixel.
+    """
+    i = np.arange(-before, n + after)
+    if n == 1:
+        return np.zeros_like(i)
+    j = np.mod(i, 2 * (n - 1))
+    return np.where(j < n, j, 2 * (n - 1) - j)
+
+
+def mirror_pad(image: np.ndarray, pad: int | tuple[int, int, int, int]) -> np.ndarray:
+    """Mirror-pad ``(H, W[, C])`` by ``pad`` px per side, or by ``(top, bottom, left, right)``."""
+    top, bottom, left, right = (pad,) * 4 if isinstance(pad, int) else pad
+    rows = mirror_indices(image.shape[0], top, bottom)
+    cols = mirror_indices(image.shape[1], left, right)
+    return image[rows[:, None], cols[None, :]]
+
+
+def _tf_mirror_indices(n, before, after):
+    i = tf.range(-before, n + after)
+    period = tf.maximum(2 * (n - 1), 1)
+    j = tf.math.floormod(i, period)
+    return tf.where(j < n, j, 2 * (n - 1) - j)
+
+
+def tf_mirror_pad(images, top, bottom, left, right):
+    """TensorFlow version of :func:`mirror_pad` for a batch ``(B, H, W, C)``; pads may be tensors."""
+    shape = tf.shape(images)
+    rows = _tf_mirror_indices(shape[1], top, bottom)
+    cols = _tf_mirror_indices(shape[2], left, right)
+    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+
+
+def normalize(image, mode: str = "image", scale: float | None = None) -> np.ndarray:
+    """float32 ``(H, W, C)`` network input for a raw image, with :class:`Normalizer` ``(mode,
+    scale)``; ``scale`` defaults to the image's own dtype maximum (:func:`dtype_scale`).
+
+    A shortcut for images that are not tied to a model; a model's own contract is
+    ``normalizer_of(model)(image)``.
+    """
+    scale = dtype_scale(image) if scale is None else scale
+    return Normalizer(mode, scale).apply(image)
