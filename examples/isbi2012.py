@@ -1,6 +1,6 @@
 """Train on ISBI 2012 slices 00-24 and evaluate on slices 25-29 (the paper's first data set).
 
-Usage (about 25 minutes on a 2-core laptop CPU)::
+Usage (about 21 minutes on a 2-core laptop CPU)::
 
     python examples/isbi2012.py --data ../shared/data/isbi2012 --out runs/isbi2012
 

@@ -319,15 +319,10 @@ def train(
 ) -> TrainResult:
     """Train a U-Net on random augmented tiles of ``data`` and save it to ``run_dir``.
 
-    Args:
-        config: the run's settings (validated here).
-        data: normalised images with class labels and weight maps (:func:`prepare_training_set`).
-        run_dir: where the run's files go (created; see :mod:`keras_unet.runs`).
-        val_data: validation images (never augmented), or None.
-        verbose: Keras' progress display (``"auto"``: a progress bar per epoch).
-        callbacks: more Keras callbacks.
-        resume: continue from ``run_dir/checkpoints/last.keras`` (optimizer state included).
-        log: where to report what is happening (``print``-like); silent if None.
+    ``data`` and ``val_data`` (never augmented; optional) come from :func:`prepare_training_set`;
+    ``run_dir`` gets the files listed in :mod:`keras_unet.runs`. ``resume`` continues from its
+    last checkpoint, optimizer state included. ``verbose`` is Keras' progress display,
+    ``callbacks`` are added to Keras', ``log`` (``print``-like) hears what is happening.
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
@@ -342,8 +337,7 @@ def train(
     strategy = make_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
-        raise ValueError(f"batch size {config.batch_size} must be a multiple of the {replicas} "
-                         "replicas")
+        raise ValueError(f"batch size {config.batch_size} must be a multiple of {replicas} replicas")
     say(f"{replicas} replica(s): {config.batch_size // replicas} tile(s) per replica, "
         f"global batch {config.batch_size}.")
     with precision(config.mixed_precision), strategy.scope():

@@ -8,7 +8,6 @@ from keras_unet.augment import (
     dense_field,
     elastic_deform,
     random_grid,
-    sample,
     warp,
 )
 from keras_unet.data import (

@@ -9,9 +9,9 @@ from keras_unet.model import Geometry, build_unet, geometry_of, nearest_valid_si
 def test_paper_network():
     model = build_unet()
     assert model.count_params() == 31_030_658
-    convs = [l for l in model.layers
-             if isinstance(l, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
-    kinds = [(type(l).__name__, l.kernel_size) for l in convs]
+    convs = [layer for layer in model.layers
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    kinds = [(type(c).__name__, c.kernel_size) for c in convs]
     assert len(convs) == 23
     assert kinds.count(("Conv2D", (3, 3))) == 18
     assert kinds.count(("Conv2DTranspose", (2, 2))) == 4
@@ -101,15 +101,15 @@ def test_he_init_and_dropout():
     model = build_unet(filters=64, depth=3)
     kernel = model.get_layer("down1_conv2").kernel.numpy()  # fan-in 9 * 128
     assert kernel.std() == pytest.approx(np.sqrt(2 / (9 * 128)), rel=0.1)
-    names = [l.name for l in model.layers if isinstance(l, keras.layers.Dropout)]
+    names = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert names == ["down1_dropout", "bottleneck_dropout"]
-    assert [l for l in build_unet(dropout=0, depth=2, filters=2).layers
-            if isinstance(l, keras.layers.Dropout)] == []
+    assert [layer for layer in build_unet(dropout=0, depth=2, filters=2).layers
+            if isinstance(layer, keras.layers.Dropout)] == []
 
 
 def test_batch_norm_option():
     model = build_unet(depth=2, filters=4, batch_norm=True)
-    assert any(isinstance(l, keras.layers.BatchNormalization) for l in model.layers)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
 def test_probabilities_sum_to_one(rng):

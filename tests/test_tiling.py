@@ -25,7 +25,7 @@ def test_tf_mirror_pad_matches_numpy(pads, rng):
 # ---- overlap-tile prediction ----------------------------------------------------------------
 
 from keras_unet.model import Geometry, build_unet  # noqa: E402
-from keras_unet.predict import Predictor
+from keras_unet.predict import Predictor  # noqa: E402
 from keras_unet.tiling import default_tile_size, plan_axis, predict_tiled  # noqa: E402
 
 
