@@ -26,19 +26,9 @@ from .geometry import (  # noqa: F401  (re-exported: the shape helpers belong wi
 from .layers import InputSizeGuard, Preprocessing
 from .preprocess import Normalizer
 
-__all__ = [
-    "Geometry",
-    "build_unet",
-    "geometry_of",
-    "output_size",
-    "output_shape",
-    "margin",
-    "is_valid_input_size",
-    "nearest_valid_sizes",
-    "valid_input_sizes",
-    "check_input_size",
-    "InputSizeGuard",
-]
+__all__ = ["build_unet", "geometry_of", "InputSizeGuard", "Geometry", "check_input_size",
+           "is_valid_input_size", "margin", "nearest_valid_sizes", "output_shape", "output_size",
+           "valid_input_sizes"]
 
 def geometry_of(model: keras.Model) -> Geometry:
     """The :class:`Geometry` of a model built by :func:`build_unet` (also after loading)."""

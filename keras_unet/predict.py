@@ -227,18 +227,29 @@ def predict_files(
     files = expand_inputs(inputs)
     check_writable(output)
     predictor = Predictor(model, tile_size, batch_size, tta)
+
+    def one(out: _Output, path: Path) -> None:
+        pages = read_pages(path)
+        names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]
+        probs = [predictor(page, name) for page, name in zip(pages, names)]
+        _write_outputs(out, path, pages, probs, predictor.n_classes, overlay, save_probabilities)
+
+    return _each_file(files, output, one, progress)
+
+
+def _each_file(files: list[Path], output, one: Callable, progress=None,
+               fatal: Callable[[Exception], bool] = lambda exc: False) -> PredictReport:
+    """Run ``one(out, path)`` for each file; a file's user error is reported and skipped,
+    unless ``fatal(error)`` says it ends the run."""
     report = PredictReport(Path(output), len(files))
     out = _Output(Path(output), report)
     try:
         for path in (progress(files) if progress else files):
             try:
-                pages = read_pages(path)
-                names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]"
-                                                             for i in range(len(pages))]
-                probs = [predictor(page, name) for page, name in zip(pages, names)]
-                _write_outputs(out, path, pages, probs, predictor.n_classes, overlay,
-                               save_probabilities)
+                one(out, path)
             except (ValueError, OSError) as exc:
+                if fatal(exc):
+                    raise
                 report.failed.append(_failure(path, exc))
     finally:
         out.close()
@@ -259,34 +270,27 @@ def predict_files_remote(
 
     files = expand_inputs(inputs)
     check_writable(output)
-    report = PredictReport(Path(output), len(files))
-    out = _Output(Path(output), report)
-    try:
-        for path in (progress(files) if progress else files):
-            try:
-                pages = read_pages(path)
-                if len(pages) != 1:
-                    raise ValueError(f"{path}: TIFF stacks are predicted locally only")
-                page = pages[0]
-                image = page if page.ndim == 2 or page.shape[2] != 3 else page[..., ::-1]
-                ok, png = cv2.imencode(".png", image)
-                if not ok:
-                    raise ValueError(f"{path}: cannot encode as PNG")
-                (mask_png,) = client.predict_png([png.tobytes()])
-                mask = cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
-                write_png(out.path(f"{path.stem}_mask.png"), mask)
-                if overlay:
-                    classes = mask // 255 if mask.max() == 255 else mask
-                    write_png(out.path(f"{path.stem}_overlay.png"), overlay_image(page, classes))
-            except ServingError as exc:
-                if exc.status is None or exc.status in (404, 503):
-                    raise  # the server or model is missing: no point trying the other files
-                report.failed.append(f"{path}: {exc}")
-            except (ValueError, OSError) as exc:
-                report.failed.append(_failure(path, exc))
-    finally:
-        out.close()
-    return report
+
+    def one(out: _Output, path: Path) -> None:
+        pages = read_pages(path)
+        if len(pages) != 1:
+            raise ValueError(f"{path}: TIFF stacks are predicted locally only")
+        page = pages[0]
+        ok, png = cv2.imencode(".png", page if page.ndim == 2 or page.shape[2] != 3
+                               else page[..., ::-1])  # OpenCV writes BGR
+        if not ok:
+            raise ValueError(f"{path}: cannot encode as PNG")
+        (mask_png,) = client.predict_png([png.tobytes()])
+        mask = cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
+        write_png(out.path(f"{path.stem}_mask.png"), mask)
+        if overlay:
+            classes = mask // 255 if mask.max() == 255 else mask
+            write_png(out.path(f"{path.stem}_overlay.png"), overlay_image(page, classes))
+
+    def fatal(exc: Exception) -> bool:  # the server or model is missing: stop trying files
+        return isinstance(exc, ServingError) and (exc.status is None or exc.status in (404, 503))
+
+    return _each_file(files, output, one, progress, fatal)
 
 
 def evaluate_files(
