@@ -15,16 +15,8 @@ import click
 
 __all__ = ["main"]
 
-# Errors that mean "the user's input is wrong": shown as one line, no traceback. Every OSError
-# (a missing file, a read-only folder, a full disk) is the user's to fix.
+# User errors, shown as one line: every OSError (missing file, read-only folder) is the user's.
 USER_ERRORS = (ValueError, OSError)
-
-
-def one_line(exc: BaseException) -> str:
-    """The line of an error message that carries it (Keras wraps errors raised inside layers)."""
-    lines = [m.strip() for m in str(exc).strip().splitlines() if m.strip()]
-    line = next((m for m in lines if "Exception encountered" not in m), type(exc).__name__)
-    return line.replace("\x1b[1m", "").replace("\x1b[0m", "")
 
 
 class UNetGroup(click.Group):
@@ -34,6 +26,8 @@ class UNetGroup(click.Group):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
+            from keras_unet.console import one_line
+
             raise click.ClickException(one_line(exc)) from None
         except KeyboardInterrupt as exc:
             click.echo(getattr(exc, "message", "Interrupted."), err=True)

@@ -18,9 +18,8 @@ from . import main
               help="Largest input tile of the in-graph overlap tiling [default: 572 for depth 5].")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Tiles per forward pass inside the served graph (bounds its memory).")
-@click.option("--check", is_flag=True,
-              help="Then load the export as TF Serving does (TF1 session loader, tag serve, in a "
-                   "clean process) and compare it with the Keras model.")
+@click.option("--check", is_flag=True, help="Then load it as TF Serving does (clean process, TF1 "
+              "session loader, tag serve) and compare it with the Keras model.")
 def export(model, name, version, output, overwrite, tile_size, batch_size, check) -> None:
     """Export MODEL (a .keras file from `keras-unet fit`) as a TF Serving SavedModel."""
     from keras_unet.export import export_model_file

@@ -24,12 +24,9 @@ def config_options(command):
     for f in reversed(option_fields()):
         meta = f.metadata
         kw = {"help": meta["help"], "show_default": True}
-        if "flag" in meta:
-            decl = meta["flag"]
-            kw["default"] = f.default
-            if "/" not in decl:
-                kw["is_flag"] = True
-            command = click.option(decl, f.name, **kw)(command)
+        if "flag" in meta:  # --jit, or --elastic/--no-elastic
+            kw.update(default=f.default, **({} if "/" in meta["flag"] else {"is_flag": True}))
+            command = click.option(meta["flag"], f.name, **kw)(command)
             continue
         if "choices" in meta:
             kw.update(type=click.Choice(meta["choices"]),
@@ -47,9 +44,9 @@ def config_options(command):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON or YAML file of settings (same keys as config.json); options given "
                    "on the command line override it.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)),
-              help="paper: the paper's recipe (64 base filters, 572 px tiles, batch 1, SGD with "
-                   "momentum 0.99, elastic deformation); --config and options override it.")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), help="paper: the paper's recipe (64 "
+              "base filters, 572 px tiles, batch 1, SGD, momentum 0.99); --config and options "
+              "override it.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory from its last checkpoint.")
 @click.option("--output", "-o", type=click.Path(),

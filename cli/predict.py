@@ -12,10 +12,28 @@ from . import main
 def _bar(label: str, stream=None):
     """A progress bar over a list of files, showing the current name."""
     def wrap(items):
-        with click.progressbar(items, label=label, file=stream,
-                               item_show_func=lambda p: p and str(getattr(p, "name", "") or "")) as bar:
+        with click.progressbar(items, label=label, file=stream, item_show_func=lambda p: getattr(
+                p, "name", None)) as bar:
             yield from bar
     return wrap
+
+
+def instance_options(command):
+    """Options of the step from probabilities to objects (defaults: the model's own)."""
+    for decl, kw in reversed([
+        ("--threshold", dict(type=float, help="Object probability above which a pixel is an "
+                                             "object [default: the model's calibrated one].")),
+        ("--min-size", dict(type=int, help="Smallest object in px [default: the model's].")),
+        ("--border-width", dict(type=int, help="Separating border px to give back to objects "
+                                               "[default: the model's training value].")),
+        ("--watershed", dict(is_flag=True, help="Split touching objects by a seeded watershed."))]):
+        command = click.option(decl, **kw)(command)
+    return command
+
+
+def _instances(threshold, min_size, border_width, watershed):
+    from keras_unet.predict import InstanceOptions
+    return InstanceOptions(threshold, min_size, border_width, watershed)
 
 
 @main.command()
@@ -33,8 +51,11 @@ def _bar(label: str, stream=None):
 @click.option("--version", "model_version", type=int, help="With --server: a model version.")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="With --server: seconds in all before giving up.")
+@click.option("--instances", "as_instances", is_flag=True,
+              help="Also write NAME_instances.tif: one id per object (uint16).")
+@instance_options
 def predict(args, output, tile_size, batch_size, tta, save_probabilities, overlay, server,
-            model_name, model_version, timeout) -> None:
+            model_name, model_version, timeout, as_instances, **instance) -> None:
     """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras or SavedModel folder),
     or with a model served by TF Serving (--server URL --model NAME; no MODEL then).
 
@@ -44,9 +65,9 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
     if server:
         if not model_name:
             raise ValueError("--server needs --model NAME (the served model's name)")
-        if tta or save_probabilities or tile_size:
-            raise ValueError("--tta, --tile-size and --save-probabilities work with a local "
-                             "MODEL only, not with --server")
+        if tta or save_probabilities or tile_size or as_instances:
+            raise ValueError("--tta, --tile-size, --save-probabilities and --instances work with "
+                             "a local MODEL only, not with --server")
         from keras_unet.predict import predict_files_remote
         from keras_unet.serving import ServingClient
 
@@ -61,7 +82,8 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
         from keras_unet.predict import predict_files
 
         report = predict_files(args[0], args[1:], output, tile_size, batch_size, tta, overlay,
-                               save_probabilities, _bar("Predicting"))
+                               save_probabilities, _bar("Predicting"),
+                               _instances(**instance) if as_instances else None)
     for line in report.failed:
         click.echo(f"Error: {line}", err=True)
     click.echo(report.summary)
@@ -98,13 +120,15 @@ def serving_status(server, model_name, model_version, timeout, as_json) -> None:
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--tta", is_flag=True, help="Test-time augmentation (flips and rotations).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json) -> None:
-    """Score MODEL on labelled images: pixel error, foreground IoU and Dice, ISBI Rand error."""
-    from keras_unet.metrics import format_table
-    from keras_unet.predict import evaluate_files
+@instance_options
+def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json,
+             **instance) -> None:
+    """Score MODEL on labelled images: pixel error, foreground IoU and Dice, Rand error, and
+    instance AP at IoU 0.5-0.95, mAP, F1, merges and splits."""
+    from keras_unet.evaluate import evaluate_files, format_table
 
     # With --json, stdout carries only the JSON; the progress goes to stderr.
     stream = click.get_text_stream("stderr") if as_json else None
     result = evaluate_files(model, images, masks, mask_type, tile_size, batch_size, tta,
-                            _bar("Evaluating", stream))
+                            _bar("Evaluating", stream), _instances(**instance))
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

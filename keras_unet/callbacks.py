@@ -16,7 +16,7 @@ from ._compat import keras, tf
 from .files import atomic_path, write_json_atomic
 from .geometry import Geometry
 
-__all__ = ["NaNGuard", "ValidationMetrics", "Checkpoints", "TensorBoardImages",
+__all__ = ["NaNGuard", "ValidationMetrics", "InstanceValidation", "Checkpoints", "TensorBoardImages",
            "save_model_atomic", "tensorboard_available"]
 
 
@@ -77,6 +77,32 @@ class ValidationMetrics(keras.callbacks.Callback):
             ious.append(inter / (a + b - inter) if a + b - inter else 1.0)
             dices.append(2 * inter / (a + b) if a + b else 1.0)
         logs["val_iou"], logs["val_dice"] = float(np.mean(ious)), float(np.mean(dices))
+
+
+class InstanceValidation(keras.callbacks.Callback):
+    """Instance metrics on the whole validation images, added to the epoch's logs as
+    ``val_ap50``, ``val_map`` and ``val_merges``: each image is predicted with the overlap-tile
+    strategy and cut into objects (:func:`keras_unet.instances.label_instances`)."""
+
+    def __init__(self, unet: keras.Model, images: list[np.ndarray], instances: list[np.ndarray],
+                 border_width: int = 1):
+        super().__init__()
+        self.unet, self.images, self.instances = unet, images, instances
+        self.border_width = border_width
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        from .instances import label_instances
+        from .metrics import instance_counts, instance_scores
+        from .tiling import predict_tiled
+
+        counts = [instance_counts(label_instances(predict_tiled(self.unet, image),
+                                                  border_width=self.border_width), truth)
+                  for image, truth in zip(self.images, self.instances)]
+        scores = instance_scores(counts)
+        logs.update(val_ap50=scores["ap50"], val_map=scores["map"],
+                    val_merges=float(scores["merges"]))
 
 
 class Checkpoints(keras.callbacks.Callback):

@@ -169,6 +169,9 @@ class TrainConfig(Augmentation):
     sigma: float = setting(5.0, "Border width of the weight map in px.")
     class_weights: str | None = setting("balanced", "Class balancing of the weight map.",
                                         choices=("balanced", "none"), none="none")
+    border_width: int = setting(
+        1, "Separating borders: px each of two touching objects gives up to the background in "
+        "the training labels (0: off).")
     # speed and scale
     mixed_precision: str | None = setting(
         None, "Compute in 16 bits (float16 on GPUs, bfloat16 on recent CPUs/TPUs); the loss and "
@@ -216,6 +219,9 @@ class TrainConfig(Augmentation):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not 0 <= self.border_width <= 16:
+            raise ValueError(f"border_width must be an integer from 0 to 16 px, got "
+                             f"{self.border_width!r}")
         if self.input_scale <= 0:
             raise ValueError(f"input_scale must be > 0, got {self.input_scale!r}")
         if self.mask_type not in MASK_TYPES:

@@ -17,7 +17,18 @@ import re
 import sys
 import threading
 
-__all__ = ["quiet_tensorflow", "NATIVE_LOG"]
+__all__ = ["quiet_tensorflow", "NATIVE_LOG", "one_line"]
+
+
+def one_line(exc: BaseException) -> str:
+    """The line of an error message that carries it, for a one-line report.
+
+    Keras wraps errors raised inside layers in several lines ("Exception encountered when
+    calling ..."); OSErrors read "[Errno 30] Read-only file system: 'x'", which is kept.
+    """
+    lines = [m.strip() for m in str(exc).strip().splitlines() if m.strip()]
+    line = next((m for m in lines if "Exception encountered" not in m), type(exc).__name__)
+    return line.replace("\x1b[1m", "").replace("\x1b[0m", "")
 
 # absl/glog lines (I0000 12:34:56.789 ...), and the banners TensorFlow prints around them
 NATIVE_LOG = re.compile(

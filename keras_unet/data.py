@@ -146,11 +146,13 @@ class TrainingSet:
         images: list of float32 ``(H_i, W_i, C)`` normalised images.
         labels: list of int32 ``(H_i, W_i)`` class ids.
         weights: list of float32 ``(H_i, W_i)`` weight maps.
+        instances: optional list of int ``(H_i, W_i)`` object ids (for instance metrics).
     """
 
     images: list[np.ndarray]
     labels: list[np.ndarray]
     weights: list[np.ndarray]
+    instances: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if not self.images:

@@ -9,7 +9,7 @@ from typing import Iterator
 from ._compat import keras, patch_multi_worker_reduction, tf
 from .config import STRATEGIES
 from .model import build_unet
-from .preprocess import normalizer_of
+from .preprocess import instance_settings_of, normalizer_of, set_instance_settings
 
 __all__ = ["make_strategy", "precision", "float32_copy"]
 
@@ -58,5 +58,6 @@ def float32_copy(unet: keras.Model, config) -> keras.Model:
             config.padding, config.dropout, config.batch_norm, name=unet.name,
             normalizer=normalizer_of(unet),
         )
+    set_instance_settings(plain, **instance_settings_of(unet))
     plain.set_weights(unet.get_weights())
     return plain

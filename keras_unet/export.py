@@ -30,7 +30,7 @@ import numpy as np
 from ._compat import keras, tf
 from .files import check_writable, write_json_atomic
 from .model import geometry_of
-from .preprocess import normalizer_of
+from .preprocess import instance_settings_of, normalizer_of
 from .signatures import serving_functions
 from .tiling import predict_tiled
 from .warmup import write_warmup
@@ -65,6 +65,7 @@ def export_metadata(model: keras.Model, config: dict | None = None,
         "depth": geo.depth,
         "padding": geo.padding,
         "margin": geo.margin,
+        "instances": instance_settings_of(model),
         "normalization": normalizer.mode,
         "input_scale": float(normalizer.scale),
         "tile_size": tile_size,

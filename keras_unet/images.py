@@ -21,6 +21,7 @@ __all__ = [
     "read_pages",
     "list_images",
     "load_pairs",
+    "by_stem",
 ]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -102,6 +103,17 @@ def list_images(folder: str | os.PathLike, what: str = "images") -> list[Path]:
     return files
 
 
+def by_stem(files: Sequence[Path]) -> dict[str, Path]:
+    """Files by name without suffix; two files of one name (``a.png``, ``a.tif``) are refused."""
+    out: dict[str, Path] = {}
+    for f in files:
+        if f.stem in out:
+            raise ValueError(f"{out[f.stem]} and {f} share the name {f.stem!r}, so it is unclear "
+                             "which one pairs with its mask; rename or remove one")
+        out[f.stem] = f
+    return out
+
+
 def load_pairs(
     images: str | os.PathLike | Sequence[str | os.PathLike],
     masks: str | os.PathLike | Sequence[str | os.PathLike],
@@ -149,8 +161,11 @@ def load_pairs(
             if y.ndim != 2:
                 raise ValueError(f"{name}: mask page has shape {y.shape}; expected 2-D")
         return xs, ys, names
-    image_files = {p.stem: p for p in list_images(images, "images")}
-    mask_files = {p.stem: p for p in list_images(masks, "masks")}
+    image_files = by_stem(list_images(images, "images"))
+    mask_files = by_stem(list_images(masks, "masks"))
+    if images.resolve() == masks.resolve():
+        raise ValueError(f"--images and --masks are the same folder ({images}); masks go in a "
+                         "folder of their own, with the images' file names")
     only_images = sorted(set(image_files) - set(mask_files))
     only_masks = sorted(set(mask_files) - set(image_files))
     if only_images or only_masks:

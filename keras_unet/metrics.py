@@ -9,6 +9,17 @@ foreground is class 1 unless said otherwise.
   the truth and of the prediction (their 4-connected foreground components), as computed by
   ``skimage.metrics.adapted_rand_error``; background pixels of the truth are ignored.
 
+Instance metrics take integer label images (0 = background, one id per object) and follow the
+DSB 2018 / StarDist convention:
+
+* a predicted and a true object **match** at threshold ``tau`` when their IoU exceeds ``tau``
+  (for ``tau >= 0.5`` each object has at most one match);
+* **AP at tau** = TP / (TP + FP + FN), **F1 at tau** = 2 TP / (2 TP + FP + FN);
+* **mAP** is the mean AP over ``tau = 0.5, 0.55, ..., 0.95``;
+* over several images the counts are summed first (StarDist's ``matching_dataset``);
+* a **merge** is a predicted object covering more than half of two or more true objects; a
+  **split** is a true object holding more than half of two or more predicted objects.
+
 The ISBI warping error (topology-preserving warping) is not implemented.
 """
 
@@ -19,7 +30,10 @@ import numpy as np
 from .weights import instances_from_mask
 
 __all__ = ["pixel_error", "iou", "dice", "rand_error", "segmentation_metrics", "summarize",
-           "format_table"]
+           "TAUS", "instance_counts", "instance_scores", "instance_metrics",
+           "rand_error_instances"]
+
+TAUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 
 
 def _pair(pred, truth):
@@ -81,10 +95,67 @@ def summarize(per_image: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
 
 
-def format_table(result: dict) -> str:
-    """The per-image rows and the mean of :func:`keras_unet.predict.evaluate_files` as a table."""
-    lines = [f"{'image':24s} {'pixel err':>9s} {'IoU':>7s} {'Dice':>7s} {'Rand err':>9s}"]
-    for r in result["images"] + [{"image": "mean", **result["mean"]}]:
-        lines.append(f"{r['image'][:24]:24s} {r['pixel_error']:9.4f} {r['iou']:7.4f} "
-                     f"{r['dice']:7.4f} {r['rand_error']:9.4f}")
-    return "\n".join(lines)
+def _sequential(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Ids 1..N (0 stays background) as int64, and N."""
+    ids, inverse = np.unique(np.asarray(labels).ravel(), return_inverse=True)
+    if ids.size and ids[0] == 0:
+        return inverse.astype(np.int64), ids.size - 1
+    return inverse.astype(np.int64) + 1, ids.size
+
+
+def instance_counts(pred: np.ndarray, truth: np.ndarray, taus=TAUS) -> dict[str, object]:
+    """Matching counts between predicted and true instance labels of one image.
+
+    Returns:
+        ``{"tp": [TP per tau], "n_pred", "n_true", "merges", "splits"}``.
+    """
+    pred, truth = _pair(pred, truth)
+    p, n_pred = _sequential(pred)
+    t, n_true = _sequential(truth)
+    area_p = np.bincount(p, minlength=n_pred + 1)
+    area_t = np.bincount(t, minlength=n_true + 1)
+    both = (p > 0) & (t > 0)
+    keys, inter = np.unique(t[both] * (n_pred + 1) + p[both], return_counts=True)
+    ti, pi = keys // (n_pred + 1), keys % (n_pred + 1)
+    iou_pairs = inter / (area_t[ti] + area_p[pi] - inter)
+    # for tau >= 0.5 an object overlaps at most one other by IoU > tau: counting pairs counts TPs
+    tp = [int(np.sum(iou_pairs > tau)) for tau in taus]
+    covers_t = inter > 0.5 * area_t[ti]  # pairs where the prediction holds most of the truth
+    covers_p = inter > 0.5 * area_p[pi]  # pairs where the truth holds most of the prediction
+    merges = int(np.sum(np.bincount(pi[covers_t], minlength=n_pred + 1) >= 2))
+    splits = int(np.sum(np.bincount(ti[covers_p], minlength=n_true + 1) >= 2))
+    return {"tp": tp, "n_pred": n_pred, "n_true": n_true, "merges": merges, "splits": splits}
+
+
+def instance_scores(counts: list[dict], taus=TAUS) -> dict[str, float]:
+    """AP per tau, mAP, F1 at 0.5 and the summed counts, from :func:`instance_counts` of one or
+    more images (counts summed first)."""
+    n_pred = sum(c["n_pred"] for c in counts)
+    n_true = sum(c["n_true"] for c in counts)
+    tps = np.sum([c["tp"] for c in counts], axis=0) if counts else np.zeros(len(taus))
+    out: dict[str, float] = {}
+    for tau, tp in zip(taus, tps):
+        denominator = n_pred + n_true - tp  # TP + FP + FN
+        out[f"ap{round(tau * 100):02d}"] = float(tp / denominator) if denominator else 1.0
+    out["map"] = float(np.mean([out[f"ap{round(t * 100):02d}"] for t in taus]))
+    tp50 = float(tps[0]) if len(tps) else 0.0
+    out["f1"] = float(2 * tp50 / (n_pred + n_true)) if n_pred + n_true else 1.0
+    out.update(n_pred=n_pred, n_true=n_true, merges=sum(c["merges"] for c in counts),
+               splits=sum(c["splits"] for c in counts))
+    return out
+
+
+def instance_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """:func:`instance_scores` of one image."""
+    return instance_scores([instance_counts(pred, truth)])
+
+
+def rand_error_instances(pred: np.ndarray, truth: np.ndarray) -> float:
+    """ISBI 2012 Rand error between instance labels (1 - foreground-restricted Rand F-score)."""
+    from skimage.metrics import adapted_rand_error
+
+    pred, truth = _pair(pred, truth)
+    if truth.max() == 0:
+        return 0.0 if pred.max() == 0 else 1.0
+    error, _, _ = adapted_rand_error(truth.astype(np.int64), pred.astype(np.int64))
+    return float(error)

@@ -69,6 +69,7 @@ def build_unet(
     batch_norm: bool = False,
     name: str = "unet",
     normalizer: Normalizer | None = None,
+    border_width: int = 0,
 ) -> keras.Model:
     """Build the U-Net of Ronneberger et al. (2015), Fig. 1, with the Keras functional API.
 
@@ -90,6 +91,8 @@ def build_unet(
         normalizer: how raw images become this network's input (the preprocessing contract,
             stored in the model by a :class:`~keras_unet.preprocess.Preprocessing` layer);
             default per-image standardisation. Its channel count is the input's.
+        border_width: the separating border width (px per object) of the training labels,
+            recorded for turning probabilities into objects (:mod:`keras_unet.instances`).
 
     Returns:
         A ``keras.Model`` mapping float images ``(batch, H, W, channels)`` to per-pixel class
@@ -123,7 +126,7 @@ def build_unet(
 
     normalizer = normalizer or Normalizer()
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = Preprocessing(normalizer.mode, normalizer.scale, name="preprocessing")(inputs)
+    x = Preprocessing(normalizer.mode, normalizer.scale, border_width, name="preprocessing")(inputs)
     x = InputSizeGuard(depth, padding, name="size_guard")(x)
 
     # Contracting path: conv-conv, keep the map for the skip join, max-pool.

@@ -14,6 +14,7 @@ could be written, so a refused run leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -24,12 +25,37 @@ import numpy as np
 
 from ._compat import keras, tf
 from .files import atomic_path, check_writable
-from .images import IMAGE_SUFFIXES, list_images, load_pairs, read_pages
-from .preprocess import Normalizer, normalizer_of
+from .images import IMAGE_SUFFIXES, list_images, read_pages
+from .instances import label_dtype, label_instances
+from .preprocess import Normalizer, instance_settings_of, normalizer_of
 from .tiling import predict_tiled
 
-__all__ = ["load_model", "Predictor", "predict_files", "predict_files_remote", "evaluate_files",
-           "expand_inputs", "PredictReport", "mask_image"]
+__all__ = ["load_model", "Predictor", "predict_files", "predict_files_remote", "predict_instances",
+           "expand_inputs", "PredictReport", "mask_image", "InstanceOptions"]
+
+INSTANCE_DEFAULTS = {"border_width": 0, "threshold": 0.5, "min_size": 0}
+
+
+@dataclass
+class InstanceOptions:
+    """How probabilities become objects (:func:`keras_unet.instances.label_instances`); None
+    takes the value stored in the model (its training border width, calibrated threshold and
+    smallest object size)."""
+
+    threshold: float | None = None
+    min_size: int | None = None
+    border_width: int | None = None
+    watershed: bool = False
+
+    def resolve(self, stored: dict) -> dict:
+        """Keyword arguments for ``label_instances``, the model's values filling the gaps."""
+        values = {k: stored.get(k, INSTANCE_DEFAULTS[k]) if getattr(self, k) is None
+                  else getattr(self, k) for k in INSTANCE_DEFAULTS}
+        if not 0 <= float(values["threshold"]) < 1:
+            raise ValueError(f"--threshold must be in [0, 1), got {values['threshold']!r}")
+        if int(values["min_size"]) < 0 or int(values["border_width"]) < 0:
+            raise ValueError("--min-size and --border-width must be >= 0")
+        return {**values, "watershed_split": self.watershed}
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
@@ -90,6 +116,7 @@ class Predictor:
                     "(with saved_model.pb)" + ("" if self.path.exists() else ": it does not exist"))
             self.model = load_model(self.path)
         self.kind = "keras"
+        self.instance_settings = instance_settings_of(self.model)
         self.normalizer: Normalizer | None = normalizer_of(self.model)
         self.channels = self.normalizer.channels
         self.n_classes = int(self.model.output_shape[-1])
@@ -100,6 +127,10 @@ class Predictor:
 
     def _init_saved_model(self) -> None:
         self.kind, self.model, self.normalizer = "saved_model", None, None
+        meta = self.path / "assets.extra" / "keras_unet.json"
+        self.instance_settings = dict(INSTANCE_DEFAULTS)
+        if meta.is_file():
+            self.instance_settings.update(json.loads(meta.read_text()).get("instances", {}))
         self._serve = tf.saved_model.load(str(self.path)).signatures["serving_default"]
         spec = self._serve.structured_input_signature[1]["images"]
         self.channels = int(spec.shape[-1])
@@ -112,6 +143,25 @@ class Predictor:
             return out["probabilities"].numpy()[0]
         return predict_tiled(self.model, self.normalizer(image, name), self.tile_size,
                              self.batch_size, self.tta, progress=progress)
+
+
+def predict_instances(model, image: np.ndarray, options: InstanceOptions | None = None,
+                      tile_size: int | None = None, batch_size: int = 4,
+                      tta: bool = False) -> np.ndarray:
+    """Instance labels for a raw image: one id per object, 0 = background.
+
+    Args:
+        model: a ``.keras`` path, SavedModel folder, ``keras.Model`` or :class:`Predictor`.
+        image: raw ``(H, W)`` / ``(H, W, C)`` image of any dtype and size.
+        options: post-processing; default the model's own settings.
+
+    Returns:
+        ``(H, W)`` uint16 labels (uint32 beyond 65,535 objects).
+    """
+    predictor = model if isinstance(model, Predictor) else Predictor(model, tile_size,
+                                                                     batch_size, tta)
+    settings = (options or InstanceOptions()).resolve(predictor.instance_settings)
+    return label_instances(predictor(image), **settings)
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -180,27 +230,37 @@ class _Output:
 
 
 def _write_outputs(out: _Output, path: Path, pages: list[np.ndarray], probs: list[np.ndarray],
-                   n_classes: int, overlay: bool, save_probabilities: bool) -> None:
-    from .visualize import overlay as overlay_image
-    from .visualize import write_png
+                   n_classes: int, overlay: bool, save_probabilities: bool,
+                   instances: dict | None = None) -> None:
+    import tifffile
 
-    masks = []
+    from .visualize import instance_overlay, write_png
+    from .visualize import overlay as overlay_image
+
+    masks, objects = [], []
     for i, (page, p) in enumerate(zip(pages, probs)):
         stem = path.stem if len(pages) == 1 else f"{path.stem}_{i:03d}"
         classes = p.argmax(-1)
         masks.append(mask_image(classes, n_classes))
+        if instances is not None:
+            objects.append(label_instances(p, **instances))
         if save_probabilities:
             with atomic_path(out.path(f"{stem}_probabilities.npy")) as tmp:
                 np.save(tmp, p.astype(np.float32))
         if overlay:
-            write_png(out.path(f"{stem}_overlay.png"), overlay_image(page, classes))
+            picture = (instance_overlay(page, objects[-1]) if instances is not None
+                       else overlay_image(page, classes))
+            write_png(out.path(f"{stem}_overlay.png"), picture)
     if len(pages) == 1:
         write_png(out.path(f"{path.stem}_mask.png"), masks[0])
     else:
-        import tifffile
-
         with atomic_path(out.path(f"{path.stem}_mask.tif")) as tmp:
             tifffile.imwrite(tmp, np.stack(masks))
+    if objects:
+        dtype = label_dtype(max(int(o.max()) for o in objects))
+        with atomic_path(out.path(f"{path.stem}_instances.tif")) as tmp:
+            data = np.stack(objects) if len(objects) > 1 else objects[0]
+            tifffile.imwrite(tmp, data.astype(dtype), compression="zlib")
 
 
 def predict_files(
@@ -213,12 +273,15 @@ def predict_files(
     overlay: bool = True,
     save_probabilities: bool = False,
     progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
+    instances: InstanceOptions | None = None,
 ) -> PredictReport:
     """Segment image files and folders with a local model; write masks, overlays, probabilities.
 
     Writes ``NAME_mask.png`` (a multi-page ``NAME_mask.tif`` for TIFF stacks),
     ``NAME_overlay.png`` and, if asked, ``NAME_probabilities.npy`` (float32 ``(H, W, K)``) into
-    ``output``. A file that cannot be read or predicted is reported in the result and skipped.
+    ``output``. With ``instances``, also ``NAME_instances.tif``: uint16 labels, one id per object
+    (uint32 beyond 65,535 objects), and the overlay shows each object in its own colour. A file
+    that cannot be read or predicted is reported in the result and skipped.
 
     Args:
         progress: wraps the list of files (a progress bar, say) and yields them.
@@ -227,12 +290,14 @@ def predict_files(
     files = expand_inputs(inputs)
     check_writable(output)
     predictor = Predictor(model, tile_size, batch_size, tta)
+    settings = instances.resolve(predictor.instance_settings) if instances else None
 
     def one(out: _Output, path: Path) -> None:
         pages = read_pages(path)
         names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]
         probs = [predictor(page, name) for page, name in zip(pages, names)]
-        _write_outputs(out, path, pages, probs, predictor.n_classes, overlay, save_probabilities)
+        _write_outputs(out, path, pages, probs, predictor.n_classes, overlay, save_probabilities,
+                       settings)
 
     return _each_file(files, output, one, progress)
 
@@ -291,36 +356,3 @@ def predict_files_remote(
         return isinstance(exc, ServingError) and (exc.status is None or exc.status in (404, 503))
 
     return _each_file(files, output, one, progress, fatal)
-
-
-def evaluate_files(
-    model: str | os.PathLike | keras.Model,
-    images: str | os.PathLike,
-    masks: str | os.PathLike,
-    mask_type: str = "auto",
-    tile_size: int | None = None,
-    batch_size: int = 4,
-    tta: bool = False,
-    progress: Callable[[Iterable], Iterable] | None = None,
-) -> dict:
-    """Score a model on labelled images: pixel error, foreground IoU and Dice, ISBI Rand error.
-
-    Returns:
-        ``{"images": [{"image": name, metric: value, ...}, ...], "mean": {metric: value}}``.
-    """
-    from .metrics import segmentation_metrics, summarize
-    from .targets import labels_from_mask
-
-    validate_batch_tile(batch_size, tile_size)
-    xs, ys, names = load_pairs(images, masks)
-    predictor = Predictor(model, tile_size, batch_size, tta)
-    rows = []
-    items = list(zip(xs, ys, names))
-    for x, y, name in (progress(items) if progress else items):
-        truth, _ = labels_from_mask(y, predictor.n_classes, mask_type, name)
-        if truth.shape != x.shape[:2]:
-            raise ValueError(f"{name}: image and mask sizes differ ({x.shape[:2]} vs {truth.shape})")
-        pred = predictor(x, name).argmax(-1)
-        rows.append({"image": name, **segmentation_metrics(pred, truth)})
-    overall = summarize([{k: v for k, v in r.items() if k != "image"} for r in rows])
-    return {"images": rows, "mean": overall}

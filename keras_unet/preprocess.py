@@ -46,6 +46,8 @@ __all__ = [
     "Preprocessing",
     "normalizer_of",
     "normalize",
+    "instance_settings_of",
+    "set_instance_settings",
     "dtype_scale",
     "mirror_indices",
     "mirror_pad",
@@ -173,6 +175,28 @@ def normalizer_of(model: keras.Model) -> Normalizer:
         if isinstance(layer, Preprocessing):
             return Normalizer(layer.mode, layer.scale, channels)
     return Normalizer("image", 255.0, channels)
+
+
+def instance_settings_of(model: keras.Model) -> dict[str, Any]:
+    """How the model's probabilities become objects: ``{"border_width", "threshold",
+    "min_size"}`` as stored in its :class:`Preprocessing` layer (defaults for older models)."""
+    for layer in model.layers:
+        if isinstance(layer, Preprocessing):
+            return {"border_width": layer.border_width, "threshold": layer.threshold,
+                    "min_size": layer.min_size}
+    return {"border_width": 0, "threshold": 0.5, "min_size": 0}
+
+
+def set_instance_settings(model: keras.Model, **settings: Any) -> None:
+    """Store instance settings (see :func:`instance_settings_of`) in the model; saved with it."""
+    layer = next((lyr for lyr in model.layers if isinstance(lyr, Preprocessing)), None)
+    if layer is None:
+        raise ValueError(f"model {model.name!r} has no preprocessing layer; build it with "
+                         "keras_unet.build_unet")
+    for key, value in settings.items():
+        if key not in ("border_width", "threshold", "min_size"):
+            raise ValueError(f"unknown instance setting {key!r}")
+        setattr(layer, key, type(getattr(layer, key))(value))
 
 
 # --------------------------------------------------------------------------------------------

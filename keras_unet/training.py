@@ -1,29 +1,25 @@
-"""Training: prepare the data, and ``train`` a U-Net into a run directory.
+"""Training: ``train`` a U-Net into a run directory, and ``fit_run`` a planned run.
 
-:func:`load_training_data` reads (or makes) the images and masks a
-:class:`~keras_unet.config.TrainConfig` names and computes their weight maps once;
-:func:`train` builds the network (its preprocessing contract included), fits it on random
+The data come ready from :mod:`keras_unet.prepare` (re-exported here). :func:`train` builds the network (its preprocessing contract included), fits it on random
 augmented tiles, and writes the run directory described in :mod:`keras_unet.runs`. The callbacks
 are :mod:`keras_unet.callbacks`; strategies and mixed precision are :mod:`keras_unet.devices`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import shutil
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from ._compat import distributed_symbolic_build, keras, tf
 from .callbacks import (
     Checkpoints,
+    InstanceValidation,
     NaNGuard,
     TensorBoardImages,
     ValidationMetrics,
@@ -31,22 +27,14 @@ from .callbacks import (
     tensorboard_available,
 )
 from .config import TrainConfig
-from .data import (
-    TrainingSet,
-    demo_data,
-    split_validation,
-    training_dataset,
-    validation_dataset,
-    validation_tiles,
-)
+from .data import TrainingSet, training_dataset, validation_dataset, validation_tiles
 from .devices import float32_copy, make_strategy, precision
 from .files import remove_partials, write_json_atomic
-from .images import load_pairs
 from .losses import build_training_model, unet_from_training_model
 from .model import build_unet
-from .preprocess import Normalizer, dtype_scale
+from .prepare import load_training_data, prepare_training_set
+from .preprocess import Normalizer, instance_settings_of, set_instance_settings
 from .runs import RunPlan, own_run_dir, read_history, trim_history
-from .targets import mask_kind, targets_from_mask
 
 __all__ = [
     "TrainResult",
@@ -83,110 +71,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-def prepare_training_set(
-    images: list[np.ndarray], masks: list[np.ndarray], config: TrainConfig,
-    names: list[str] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> TrainingSet:
-    """Normalise images and turn masks into class labels and weight maps (computed once, here).
-
-    Args:
-        images: ``(H, W)`` or ``(H, W, C)`` arrays in their own dtype.
-        masks: ``(H, W)`` masks (see :func:`keras_unet.data.targets_from_mask`).
-        config: supplies normalisation, classes, mask type and weight-map settings; its
-            ``input_scale`` is set to the images' dtype maximum (255 for 8-bit, ...).
-        names: one name per image for error messages (file names, say).
-        progress: called with 1 after each image (a progress bar's ``update``).
-    """
-    names = names or [f"image {i}" for i in range(len(images))]
-    scales = {dtype_scale(x) for x in images}
-    if len(scales) > 1:
-        raise ValueError(
-            f"the images mix bit depths ({sorted(scales)} as maximum values); convert them to one"
-        )
-    config.input_scale = scales.pop() if scales else config.input_scale
-    channels = {int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images}
-    if len(channels) > 1:
-        raise ValueError(f"the images mix channel counts ({sorted(channels)}); convert them to one")
-    normalizer = Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
-    if len(images) != len(masks):
-        raise ValueError(f"got {len(images)} images but {len(masks)} masks")
-    xs, ys, ws = [], [], []
-    for image, mask, name in zip(images, masks, names):
-        if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
-            raise ValueError(
-                f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
-                "numpy.nan_to_num) before training"
-            )
-        x = normalizer(image, name)
-        if x.shape[:2] != np.shape(mask)[:2]:
-            raise ValueError(
-                f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
-                f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height); they must match"
-            )
-        y, w = targets_from_mask(
-            mask, config.n_classes, config.mask_type, config.w0, config.sigma,
-            config.class_weights, source=name,
-        )
-        xs.append(x)
-        ys.append(y)
-        ws.append(w)
-        if progress is not None:
-            progress(1)
-    return TrainingSet(xs, ys, ws)
-
-
-def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None
-                       ) -> tuple[TrainingSet, TrainingSet | None]:
-    """Read (or make) the training and validation sets of ``config`` and their weight maps.
-
-    Without ``config.images`` the built-in demo data are used (8 images, 2 more for validation).
-    Sets ``config.input_scale`` to the training images' dtype maximum.
-
-    Args:
-        log: where to report what was read (``print``-like).
-        progressbar: ``click.progressbar``-like factory ``(length=, label=)`` for the weight maps.
-    """
-    say = log or (lambda _msg: None)
-    val = None
-    if config.images is None:
-        n_val = 2 if not config.val_images else 0
-        say("No --images/--masks given: training on the built-in demo data (8 images"
-            + (f", {n_val} more for validation)." if n_val else ")."))
-        xs, ys = (list(a) for a in demo_data(8 + n_val, 256, seed=config.seed))
-        names = [f"demo {i}" for i in range(len(xs))]
-        if n_val:
-            val = (xs[8:], ys[8:], names[8:])
-            xs, ys, names = xs[:8], ys[:8], names[:8]
-    else:
-        xs, ys, names = load_pairs(config.images, config.masks)
-        say(f"Read {len(xs)} image/mask pairs from {config.images} and {config.masks}.")
-    if config.val_images:
-        val = load_pairs(config.val_images, config.val_masks)
-        say(f"Read {len(val[0])} validation pairs from {config.val_images}.")
-    elif config.val_fraction:
-        keep, held = split_validation(len(xs), config.val_fraction, config.seed)
-        val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held])
-        xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
-        say(f"Holding out {len(held)} image(s) for validation: {', '.join(val[2])}.")
-    if val and {dtype_scale(x) for x in val[0]} != {dtype_scale(x) for x in xs}:
-        raise ValueError("the validation images have another bit depth than the training images; "
-                         "convert them to one")
-    kinds = {mask_kind(y, config.n_classes, config.mask_type) for y in ys}
-    if "binary" in kinds and any(int(y.max()) == 255 for y in ys):
-        say("Binary masks: 0 is background, 255 is class 1.")
-    n = len(xs) + (len(val[0]) if val else 0)
-    with (progressbar or _no_bar)(length=n, label="Computing weight maps") as bar:
-        val_set = prepare_training_set(*val[:2], config, val[2], progress=bar.update) if val else None
-        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update)
-    return train_set, val_set
-
-
-@contextlib.contextmanager
-def _no_bar(length: int, label: str):
-    yield types.SimpleNamespace(update=lambda _n: None)
 
 
 def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: int | str = "auto"
@@ -244,7 +128,7 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
         normalizer = Normalizer(config.normalization, config.input_scale, data.channels)
         unet = build_unet((None, None, data.channels), config.n_classes, config.depth,
                           config.filters, config.padding, config.dropout, config.batch_norm,
-                          normalizer=normalizer)
+                          normalizer=normalizer, border_width=config.border_width)
         model = build_training_model(unet)
         model.compile(optimizer=_optimizer(config), jit_compile=config.jit)
     step = int(model.optimizer.iterations.numpy())
@@ -277,6 +161,9 @@ def _callbacks(config, run_dir: Path, unet, val_data, resume: bool, to_float32, 
     if val_data is not None:
         tiles = validation_tiles(val_data, config.geometry, config.tile_size)
         cbs.append(ValidationMetrics(unet, tiles, config.batch_size))
+        if val_data.instances is not None and config.n_classes == 2:
+            cbs.append(InstanceValidation(unet, val_data.images, val_data.instances,
+                                          config.border_width))
         if tensorboard_available():  # every worker: its predict takes part in collectives
             cbs.append(TensorBoardImages(run_dir / "logs", unet, tiles, config.geometry))
     best_info = run_dir / "checkpoints" / "best.json"
@@ -364,12 +251,28 @@ def train(
                                   f"continue with keras-unet fit --resume {run_dir}") from None
     if cbs[0].where is not None:
         raise _diverged(cbs[0], run_dir, created and not resume)
-    return _finish(run_dir, unet, to_float32, history, initial_epoch, chief)
+    return _finish(run_dir, unet, to_float32, history, initial_epoch, chief, val_data, say)
 
 
-def _finish(run_dir: Path, unet, to_float32, history, initial_epoch: int, chief: bool
-            ) -> TrainResult:
-    """Save the final model and the curves; the result."""
+def _calibrate(unet, val_data: TrainingSet | None, say: Log) -> None:
+    """Store the decision threshold and smallest object size that suit the validation images
+    best in the model (two-class models with instance truth only)."""
+    if val_data is None or val_data.instances is None or int(unet.output_shape[-1]) != 2:
+        return
+    from .evaluate import calibrate_instances
+
+    best = calibrate_instances(unet, val_data.images, val_data.instances,
+                               instance_settings_of(unet)["border_width"])
+    set_instance_settings(unet, threshold=best["threshold"], min_size=best["min_size"])
+    say(f"Objects: threshold {best['threshold']:.2f} and smallest object {best['min_size']} px "
+        f"suit the validation images best (AP50 {best['ap50']:.3f}, mAP {best['map']:.3f}); "
+        "stored in the model.")
+
+
+def _finish(run_dir: Path, unet, to_float32, history, initial_epoch: int, chief: bool,
+            val_data: TrainingSet | None = None, say: Log = print) -> TrainResult:
+    """Calibrate the object settings, save the final model and the curves; the result."""
+    _calibrate(unet, val_data, say)
     final = to_float32(unet)
     model_path = save_model_atomic(final, run_dir / "model.keras")
     if chief:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .files import atomic_path
 
-__all__ = ["colorize", "overlay", "weight_map_image", "write_png", "plot_history",
+__all__ = ["colorize", "overlay", "instance_overlay", "weight_map_image", "write_png", "plot_history",
            "weight_map_files"]
 
 
@@ -69,6 +69,27 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarr
     edges = cv2.morphologyEx((mask > 0).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     out[edges > 0] = (255, 255, 0)
     return out
+
+
+def instance_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8 picture of instance ``labels`` over ``image``: each object in its own colour
+    (a fixed pseudo-random colour per id), outlined in white."""
+    img = np.asarray(image, np.float64)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    lo, hi = np.percentile(img, (0.5, 99.5)) if img.size else (0, 1)
+    grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255
+    rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+    labels = np.asarray(labels).astype(np.int64)
+    hue = (labels * 0.618033988749895) % 1.0  # golden-ratio hues: neighbours differ
+    hsv = np.stack([hue * 179, np.full_like(hue, 200), np.full_like(hue, 255)], -1)
+    colours = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float64)
+    out = np.where(labels[..., None] > 0, (1 - alpha) * rgb + alpha * colours, rgb)
+    kernel = np.ones((3, 3), np.uint8)
+    as_float = labels.astype(np.float32)
+    edges = (cv2.dilate(as_float, kernel) != cv2.erode(as_float, kernel)) & (labels > 0)
+    out[edges] = (255, 255, 255)
+    return out.astype(np.uint8)
 
 
 _LINE_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]

@@ -12,8 +12,8 @@ PACKAGE = ROOT / "keras_unet"
 # Bottom to top: the data's way through the package. A module may import only those before it.
 LAYERS = [
     "_version", "files", "geometry", "config", "console", "_compat", "layers", "images",
-    "preprocess", "weights", "targets", "model", "losses", "augment", "data", "tiling",
-    "metrics", "visualize", "serving", "predict", "devices", "runs", "callbacks", "training",
+    "preprocess", "weights", "targets", "model", "losses", "augment", "data", "prepare", "tiling",
+    "instances", "metrics", "visualize", "serving", "predict", "evaluate", "devices", "runs", "callbacks", "training",
     "signatures", "warmup", "export",
 ]
 STANDALONE = {"loader_check"}  # run as a script in a clean process; imports no keras_unet

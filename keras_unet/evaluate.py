@@ -1,0 +1,138 @@
+"""Score a model on labelled images: pixel, object and instance metrics, per image and overall.
+
+Pixel metrics (pixel error, foreground IoU and Dice, ISBI Rand error) compare class masks.
+Instance metrics (AP at IoU 0.5 ... 0.95, mAP, F1, merges and splits; :mod:`keras_unet.metrics`)
+compare the objects of the truth with :func:`keras_unet.instances.label_instances` of the
+prediction, with the model's own post-processing settings unless others are given. For instance
+metrics the truth may be an instance mask (one id per object, any order, holes allowed) or a
+binary mask (its 4-connected components are the objects). The Rand error is computed from the
+instance output too (``rand_error_instances``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+from ._compat import keras
+from .images import load_pairs
+from .instances import label_instances
+from .metrics import (
+    TAUS,
+    instance_counts,
+    instance_scores,
+    rand_error_instances,
+    segmentation_metrics,
+    summarize,
+)
+from .predict import InstanceOptions, Predictor, validate_batch_tile
+from .targets import labels_from_mask
+
+__all__ = ["evaluate_files", "format_table", "calibrate_instances"]
+
+
+def evaluate_files(
+    model: str | os.PathLike | keras.Model,
+    images: str | os.PathLike,
+    masks: str | os.PathLike,
+    mask_type: str = "auto",
+    tile_size: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    instances: InstanceOptions | None = None,
+) -> dict:
+    """Score a model on labelled images.
+
+    Returns:
+        ``{"images": [{"image": name, metric: value, ...}, ...], "mean": {...},
+        "instances": {"ap50", ..., "ap95", "map", "f1", "n_pred", "n_true", "merges",
+        "splits"}}``: pixel metrics averaged over images; instance metrics from the counts summed
+        over all images (two-class models only).
+    """
+    validate_batch_tile(batch_size, tile_size)
+    xs, ys, names = load_pairs(images, masks)
+    predictor = Predictor(model, tile_size, batch_size, tta)
+    two_classes = predictor.n_classes == 2
+    settings = (instances or InstanceOptions()).resolve(predictor.instance_settings)
+    rows, counts = [], []
+    items = list(zip(xs, ys, names))
+    for x, y, name in (progress(items) if progress else items):
+        truth, objects = labels_from_mask(y, predictor.n_classes, mask_type, name)
+        if truth.shape != x.shape[:2]:
+            raise ValueError(f"{name}: image and mask sizes differ ({x.shape[:2]} vs {truth.shape})")
+        probs = predictor(x, name)
+        row = {"image": name, **segmentation_metrics(probs.argmax(-1), truth)}
+        if two_classes:
+            found = label_instances(probs, **settings)
+            counts.append(instance_counts(found, objects))
+            scores = instance_scores(counts[-1:])
+            row.update(ap50=scores["ap50"], map=scores["map"], f1=scores["f1"],
+                       n_pred=scores["n_pred"], n_true=scores["n_true"],
+                       merges=scores["merges"], splits=scores["splits"],
+                       rand_error_instances=rand_error_instances(found, objects))
+        rows.append(row)
+    pixel_keys = ("pixel_error", "iou", "dice", "rand_error")
+    result = {"images": rows, "mean": summarize([{k: r[k] for k in pixel_keys} for r in rows])}
+    if two_classes:
+        result["mean"]["rand_error_instances"] = summarize(
+            [{"r": r["rand_error_instances"]} for r in rows])["r"]
+        result["instances"] = instance_scores(counts, TAUS)
+    return result
+
+
+def format_table(result: dict) -> str:
+    """:func:`evaluate_files`' result as a table: a row per image, the mean, the instance scores."""
+    inst = "instances" in result
+    head = f"{'image':24s} {'pixel err':>9s} {'IoU':>7s} {'Dice':>7s} {'Rand err':>9s}"
+    lines = [head + (f" {'AP50':>6s} {'objects':>8s} {'truth':>6s} {'merges':>6s}" if inst else "")]
+    for r in result["images"] + [{"image": "mean", **result["mean"]}]:
+        line = (f"{r['image'][:24]:24s} {r['pixel_error']:9.4f} {r['iou']:7.4f} "
+                f"{r['dice']:7.4f} {r['rand_error']:9.4f}")
+        if inst and "ap50" in r:
+            line += f" {r['ap50']:6.3f} {r['n_pred']:8d} {r['n_true']:6d} {r['merges']:6d}"
+        lines.append(line)
+    if inst:
+        s = result["instances"]
+        lines.append(f"instances, all images: AP50 {s['ap50']:.3f}, AP75 {s['ap75']:.3f}, "
+                     f"mAP {s['map']:.3f}, F1 {s['f1']:.3f}; {s['n_pred']} objects found, "
+                     f"{s['n_true']} true; {s['merges']} merges, {s['splits']} splits")
+    return "\n".join(lines)
+
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def calibrate_instances(unet: keras.Model, images: list, instances: list,
+                        border_width: int) -> dict:
+    """The decision threshold and smallest object size that give the best AP at IoU 0.5 on
+    labelled (validation) images, ties going to the better mAP.
+
+    Args:
+        unet: a two-class U-Net.
+        images: normalised ``(H, W, C)`` images; instances: their true object ids.
+        border_width: the model's separating border width.
+
+    Returns:
+        ``{"threshold", "min_size", "ap50", "map"}``; the sizes tried are 0 and a tenth and a
+        quarter of the median true object area.
+    """
+    import numpy as np
+
+    from .tiling import predict_tiled
+
+    probs = [predict_tiled(unet, image) for image in images]
+    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in instances])
+    areas = areas[areas > 0]
+    median = float(np.median(areas)) if areas.size else 0.0
+    best = None
+    for threshold in THRESHOLDS:
+        for min_size in sorted({0, int(0.1 * median), int(0.25 * median)}):
+            scores = instance_scores([
+                instance_counts(label_instances(p, threshold, min_size, border_width), t)
+                for p, t in zip(probs, instances)])
+            key = (scores["ap50"], scores["map"])
+            if best is None or key > best[0]:
+                best = (key, {"threshold": threshold, "min_size": min_size,
+                              "ap50": scores["ap50"], "map": scores["map"]})
+    return best[1]
