@@ -12,6 +12,7 @@ lines and keeps everything else (errors, warnings, progress bars). ``--verbose``
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import sys
@@ -32,7 +33,7 @@ def one_line(exc: BaseException) -> str:
 
 # absl/glog lines (I0000 12:34:56.789 ...), and the banners TensorFlow prints around them
 NATIVE_LOG = re.compile(
-    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
+    rb"^(?:[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     rb"|To enable the following instructions: .* rebuild TensorFlow"
     rb"|\S+ \d\d:\d\d:\d\d\.\d+: [IWE] \S+\] )"
@@ -53,6 +54,7 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     if sys.stderr is not sys.__stderr__:  # captured (click's CliRunner, pytest): leave it be
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes
     try:
         fd = sys.__stderr__.fileno()
     except (AttributeError, OSError, ValueError):

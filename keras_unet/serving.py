@@ -7,9 +7,10 @@ does not import TensorFlow.
 * images go through the export's ``predict_png`` signature: each image is sent as an encoded PNG,
   ``{"signature_name": "predict_png", "instances": [{"b64": "..."}]}``, and the mask comes back as
   a PNG in ``mask_png_bytes`` (TF Serving base64-encodes outputs whose name ends in ``_bytes``);
-* 503 (model loading) and 429 (overloaded) are retried with exponential back-off, as are refused
-  connections; other errors raise :class:`ServingError` carrying TF Serving's ``{"error": ...}``
-  message and the HTTP status.
+* 503 (model loading) and 429 (overloaded) are retried with exponential back-off within the
+  ``timeout``, which is the deadline of the whole call, retries included; a refused connection (no
+  server on that port) fails at once; other errors raise :class:`ServingError` carrying TF
+  Serving's ``{"error": ...}`` message and the HTTP status.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -45,8 +47,8 @@ class ServingClient:
         server: base URL, e.g. ``http://localhost:8501``.
         model: the model name (TF Serving's MODEL_NAME).
         version: a version number, or None for the latest available one.
-        timeout: seconds per HTTP request.
-        retries: extra attempts after a 503/429 answer or a refused connection.
+        timeout: seconds for a whole call, retries included.
+        retries: extra attempts after a 503/429 answer, while time is left.
         backoff: seconds before the first retry; doubled for each further one.
         sleep: how to wait (tests pass a fake).
     """
@@ -83,27 +85,32 @@ class ServingClient:
     def _request(self, url: str, body: dict | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         attempt = 0
+        deadline = time.monotonic() + self.timeout
         while True:
             request = urllib.request.Request(
                 url, data=data, method="GET" if body is None else "POST",
                 headers={"Content-Type": "application/json"},
             )
+            left = deadline - time.monotonic()
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                if left <= 0:
+                    raise TimeoutError
+                with urllib.request.urlopen(request, timeout=left) as response:
                     return json.loads(response.read().decode())
             except urllib.error.HTTPError as exc:
                 status, text = exc.code, exc.read().decode(errors="replace")
-                if status in RETRY_STATUSES and attempt < self.retries:
-                    self.sleep(self.backoff * 2**attempt)
+                wait = self.backoff * 2**attempt
+                if (status in RETRY_STATUSES and attempt < self.retries
+                        and time.monotonic() + wait < deadline):
+                    self.sleep(wait)
                     attempt += 1
                     continue
                 raise ServingError(_error_line(status, text, url), status) from None
             except urllib.error.URLError as exc:
                 reason = getattr(exc, "reason", exc)
-                if isinstance(reason, ConnectionRefusedError) and attempt < self.retries:
-                    self.sleep(self.backoff * 2**attempt)
-                    attempt += 1
-                    continue
+                if isinstance(reason, (TimeoutError, socket.timeout)):
+                    raise ServingError(f"TF Serving at {self.server} did not answer within "
+                                       f"{self.timeout:g} s") from None
                 raise ServingError(
                     f"cannot reach TF Serving at {self.server}: {reason}; is the server running "
                     f"and is --server right?"
