@@ -1,0 +1,184 @@
+"""keras_unet.instances and the instance metrics, on hand-built cases with known answers."""
+
+import numpy as np
+import pytest
+
+from keras_unet.instances import grow_into_gaps, label_dtype, label_instances, relabel_sequential
+from keras_unet.metrics import TAUS, instance_counts, instance_metrics, instance_scores
+from keras_unet.targets import check_instance_mask, labels_from_mask, separate_touching
+
+
+def two_touching(h=12, w=16):
+    lab = np.zeros((h, w), np.int32)
+    lab[2:10, 2:8] = 5
+    lab[2:10, 8:14] = 9
+    return lab
+
+
+# ---------------------------------------------------------------------------------------------
+# separating borders
+
+
+@pytest.mark.parametrize("width,gap", [(1, 2), (2, 4), (3, 6)])
+def test_separate_touching_opens_a_gap_of_twice_the_width(width, gap):
+    sep = separate_touching(two_touching(), width)
+    row = sep[5]
+    assert set(np.unique(sep)) == {0, 5, 9}
+    assert int(np.sum(row[2:14] == 0)) == gap  # the contact, cut on both sides
+    assert np.all(sep[2:10, 2] == 5) and np.all(sep[2:10, 13] == 9)  # outer edges untouched
+
+
+def test_separate_touching_leaves_lone_objects_and_width_zero_alone():
+    lab = np.zeros((10, 10), np.int32)
+    lab[2:5, 2:5] = 1
+    lab[6:9, 6:9] = 2  # diagonal neighbours 2 px apart: no contact within 1 px
+    np.testing.assert_array_equal(separate_touching(lab, 1), lab)
+    np.testing.assert_array_equal(separate_touching(two_touching(), 0), two_touching())
+
+
+def test_separate_touching_matches_a_plain_loop():
+    rng = np.random.default_rng(3)
+    lab = rng.integers(0, 4, (20, 20)).astype(np.int32)
+    expected = lab.copy()
+    for y in range(20):
+        for x in range(20):
+            if lab[y, x] == 0:
+                continue
+            window = lab[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+            if np.any((window != 0) & (window != lab[y, x])):
+                expected[y, x] = 0
+    np.testing.assert_array_equal(separate_touching(lab, 1), expected)
+
+
+def test_labels_from_instance_mask_separate_and_weights_see_the_gap():
+    from keras_unet.weights import unet_weight_map
+
+    classes, objects = labels_from_mask(two_touching().astype(np.uint16), 2, "instance",
+                                        border_width=1)
+    assert classes[5, 7] == 0 and classes[5, 8] == 0 and classes[5, 6] == 1
+    weights = unet_weight_map(objects, 10, 5, None)
+    assert weights[5, 7] > 9 and weights[5, 7] == weights.max()  # w0 term lands in the gap
+
+
+def test_grey_photograph_is_not_an_instance_mask():
+    photo = np.random.default_rng(0).integers(0, 255, (64, 64)).astype(np.uint8)
+    with pytest.raises(ValueError, match="looks like an image, not a mask"):
+        check_instance_mask(photo, "p.png")
+    check_instance_mask(two_touching())  # a real one passes
+
+
+# ---------------------------------------------------------------------------------------------
+# probabilities to labels
+
+
+def probabilities_of(fg):
+    fg = np.asarray(fg, np.float32)
+    return np.stack([1 - fg, fg], -1)
+
+
+def test_components_min_size_holes_and_regrowth():
+    truth = two_touching()
+    sep = separate_touching(truth, 1)
+    fg = (sep > 0).astype(np.float32)
+    fg[4, 4] = 0  # a hole inside the first object
+    fg[0, 0] = 1  # a one-pixel speck
+    labels = label_instances(probabilities_of(fg), 0.5, min_size=3, border_width=1)
+    assert labels.dtype == np.uint16 and labels.max() == 2
+    assert labels[0, 0] == 0 and labels[4, 4] == labels[3, 3]  # speck gone, hole filled
+    # the gap is given back: the two objects touch again, as in the truth
+    assert np.array_equal(labels > 0, truth > 0)
+    assert instance_metrics(labels, truth)["ap95"] == 1.0
+
+
+def test_grow_into_gaps_does_not_grow_into_open_background():
+    lab = np.zeros((12, 12), np.int32)
+    lab[4:8, 4:8] = 1
+    np.testing.assert_array_equal(grow_into_gaps(lab, 2), lab)
+
+
+def test_threshold_none_is_argmax_and_watershed_splits():
+    yy, xx = np.mgrid[0:20, 0:30]
+    p = np.maximum(np.exp(-((yy - 10) ** 2 + (xx - 9) ** 2) / 30),
+                   np.exp(-((yy - 10) ** 2 + (xx - 20) ** 2) / 30))
+    probs = probabilities_of(p)
+    assert label_instances(probs, 0.2, border_width=0).max() == 1  # one blob
+    assert label_instances(probs, 0.2, border_width=0, watershed_split=True,
+                           seed_threshold=0.9).max() == 2
+    np.testing.assert_array_equal(label_instances(probs, None, border_width=0) > 0, p > 0.5)
+
+
+def test_relabel_and_dtype():
+    lab = np.array([[0, 7, 7], [3, 0, 9]])
+    np.testing.assert_array_equal(relabel_sequential(lab), [[0, 1, 1], [2, 0, 3]])
+    assert label_dtype(65535) == np.uint16 and label_dtype(65536) == np.uint32
+
+
+def test_more_than_65535_objects_become_uint32():
+    fg = np.zeros((2 * 300, 2 * 300), np.float32)
+    fg[::2, ::2] = 1  # 90,000 isolated pixels
+    labels = label_instances(probabilities_of(fg), 0.5, min_size=0, border_width=0)
+    assert labels.dtype == np.uint32 and labels.max() == 90_000
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics with known answers
+
+
+def square(lab, y, x, size, value):
+    lab[y:y + size, x:x + size] = value
+
+
+def test_ap_counts_matches_above_each_threshold():
+    truth = np.zeros((40, 40), np.int32)
+    square(truth, 0, 0, 10, 1)
+    square(truth, 20, 20, 10, 2)
+    square(truth, 0, 25, 10, 3)  # missed
+    pred = np.zeros_like(truth)
+    square(pred, 0, 0, 10, 4)  # exact: IoU 1
+    square(pred, 20, 22, 10, 8)  # shifted by 2: IoU 80 / 120 = 0.667
+    square(pred, 30, 0, 5, 9)  # false positive
+    scores = instance_metrics(pred, truth)
+    # tau = 0.5, 0.55, 0.6, 0.65: TP 2 (FP 1, FN 1); from 0.7 on: TP 1 (FP 2, FN 2)
+    assert scores["ap50"] == pytest.approx(2 / 4) and scores["ap65"] == pytest.approx(2 / 4)
+    assert scores["ap70"] == pytest.approx(1 / 5) and scores["ap95"] == pytest.approx(1 / 5)
+    assert scores["map"] == pytest.approx((4 * 0.5 + 6 * 0.2) / 10)
+    assert scores["f1"] == pytest.approx(2 * 2 / (3 + 3))
+    assert (scores["n_pred"], scores["n_true"], scores["merges"], scores["splits"]) == (3, 3, 0, 0)
+
+
+def test_merges_and_splits():
+    truth = np.zeros((20, 40), np.int32)
+    square(truth, 0, 0, 10, 1)
+    square(truth, 0, 10, 10, 2)
+    square(truth, 10, 25, 10, 3)
+    pred = np.zeros_like(truth)
+    pred[0:10, 0:20] = 1  # covers truth 1 and 2 entirely: one merge
+    pred[10:20, 25:30] = 2  # truth 3 cut in two: one split
+    pred[10:20, 30:35] = 3
+    counts = instance_counts(pred, truth)
+    assert counts["merges"] == 1 and counts["splits"] == 1 and counts["tp"][0] == 0
+
+
+def test_counts_sum_over_images_and_empty_cases():
+    a = np.zeros((5, 5), np.int32)
+    a[1:3, 1:3] = 1
+    both_empty = instance_scores([instance_counts(np.zeros((5, 5)), np.zeros((5, 5)))])
+    assert both_empty["ap50"] == 1.0 and both_empty["map"] == 1.0
+    total = instance_scores([instance_counts(a, a), instance_counts(np.zeros_like(a), a)])
+    assert total["ap50"] == pytest.approx(1 / 2) and total["n_true"] == 2
+    assert len(TAUS) == 10 and TAUS[0] == 0.5 and TAUS[-1] == 0.95
+
+
+def test_metrics_agree_with_a_plain_iou_matrix():
+    rng = np.random.default_rng(5)
+    truth = np.zeros((60, 60), np.int32)
+    pred = np.zeros_like(truth)
+    for k in range(1, 10):
+        y, x = rng.integers(0, 50, 2)
+        square(truth, y, x, 8, k)
+        square(pred, y + rng.integers(-3, 4), x + rng.integers(-3, 4), 8, k + 20)
+    ious = np.array([[np.sum((truth == t) & (pred == p)) / np.sum((truth == t) | (pred == p))
+                      for p in np.unique(pred)[1:]] for t in np.unique(truth)[1:]])
+    counts = instance_counts(pred, truth)
+    for tau, tp in zip(TAUS, counts["tp"]):
+        assert tp == int(np.sum(ious > tau))
