@@ -36,7 +36,7 @@ __all__ = [
 
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multi-worker")
-MIXED = (None, "float16", "bfloat16")
+MIXED = (None, "auto", "float16", "bfloat16")
 MASK_TYPES = ("auto", "instance", "binary", "class")
 
 
@@ -174,8 +174,9 @@ class TrainConfig(Augmentation):
         "the training labels (0: off).")
     # speed and scale
     mixed_precision: str | None = setting(
-        None, "Compute in 16 bits (float16 on GPUs, bfloat16 on recent CPUs/TPUs); the loss and "
-        "the saved model stay float32.", choices=("off", "float16", "bfloat16"), none="off")
+        "auto", "Compute in 16 bits (float16 on GPUs, bfloat16 on recent CPUs/TPUs); the loss "
+        "and the saved model stay float32. auto: bfloat16 on CPUs with AVX-512 BF16 when there "
+        "is no GPU, else off.", choices=("off", "auto", "float16", "bfloat16"), none="off")
     jit: bool = setting(False, "Compile the training step with XLA.", flag="--jit")
     strategy: str = setting("default", "mirrored: all local GPUs; multi-worker: the cluster in "
                             "TF_CONFIG.", choices=STRATEGIES)
@@ -236,7 +237,8 @@ class TrainConfig(Augmentation):
             raise ValueError("give both --images and --masks (or neither, for the demo data)")
         if self.mixed_precision not in MIXED:
             raise ValueError(
-                f"mixed_precision must be float16, bfloat16 or off, got {self.mixed_precision!r}"
+                f"mixed_precision must be auto, float16, bfloat16 or off, got "
+                f"{self.mixed_precision!r}"
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")

@@ -147,12 +147,15 @@ class TrainingSet:
         labels: list of int32 ``(H_i, W_i)`` class ids.
         weights: list of float32 ``(H_i, W_i)`` weight maps.
         instances: optional list of int ``(H_i, W_i)`` object ids (for instance metrics).
+        min_object_size: the smallest object worth keeping in predictions, px (half the 1st
+            percentile of the training objects' areas; 0 when unknown).
     """
 
     images: list[np.ndarray]
     labels: list[np.ndarray]
     weights: list[np.ndarray]
     instances: list[np.ndarray] | None = None
+    min_object_size: int = 0
 
     def __post_init__(self) -> None:
         if not self.images:

@@ -64,7 +64,7 @@ def prepare_training_set(
     normalizer = Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
-    xs, ys, ws, objects = [], [], [], []
+    xs, ys, ws, objects, areas = [], [], [], [], []
     for image, mask, name in zip(images, masks, names):
         if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
             raise ValueError(
@@ -83,6 +83,8 @@ def prepare_training_set(
         ys.append(y)
         ws.append(unet_weight_map(separated, config.w0, config.sigma, config.class_weights,
                                   classes=y))
+        counts = np.bincount(separated.ravel())[1:]
+        areas.append(counts[counts > 0])
         if keep_instances:
             objects.append(labels_from_mask(mask, config.n_classes, config.mask_type, name)[1]
                            if config.border_width else separated)
@@ -91,7 +93,9 @@ def prepare_training_set(
     if ys and all(not y.any() for y in ys):
         raise ValueError(f"every mask is empty (no object pixel in {len(ys)} masks), so there is "
                          "nothing to learn; check --masks (0 is background)")
-    return TrainingSet(xs, ys, ws, objects if keep_instances else None)
+    areas = np.concatenate(areas) if areas else np.zeros(0)
+    smallest = int(0.5 * np.percentile(areas, 1)) if areas.size else 0
+    return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest)
 
 
 def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None

@@ -28,7 +28,7 @@ from .callbacks import (
 )
 from .config import TrainConfig
 from .data import TrainingSet, training_dataset, validation_dataset, validation_tiles
-from .devices import float32_copy, make_strategy, precision
+from .devices import float32_copy, make_strategy, precision, resolve_precision
 from .files import remove_partials, write_json_atomic
 from .losses import build_training_model, unet_from_training_model
 from .model import build_unet
@@ -91,7 +91,8 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
     say(f"Training a depth-{config.depth} U-Net with {config.filters} base filters on "
         f"{config.tile_size}px tiles (output {config.geometry.output_size(config.tile_size)}px), "
         f"batch {config.batch_size}, {config.epochs} epochs x {config.steps_per_epoch} steps; "
-        f"augmentation: {', '.join(switches) or 'off'}.")
+        f"augmentation: {', '.join(switches) or 'off'}; computing in "
+        f"{resolve_precision(config.mixed_precision) or 'float32'}.")
     return train(config, train_set, plan.run_dir, val_set, verbose=verbose, resume=plan.resume,
                  log=say)
 
@@ -129,6 +130,7 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
         unet = build_unet((None, None, data.channels), config.n_classes, config.depth,
                           config.filters, config.padding, config.dropout, config.batch_norm,
                           normalizer=normalizer, border_width=config.border_width)
+        set_instance_settings(unet, min_size=data.min_object_size)
         model = build_training_model(unet)
         model.compile(optimizer=_optimizer(config), jit_compile=config.jit)
     step = int(model.optimizer.iterations.numpy())
@@ -255,18 +257,19 @@ def train(
 
 
 def _calibrate(unet, val_data: TrainingSet | None, say: Log) -> None:
-    """Store the decision threshold and smallest object size that suit the validation images
-    best in the model (two-class models with instance truth only)."""
+    """Store the decision threshold that suits the validation images best in the model
+    (two-class models with instance truth only)."""
     if val_data is None or val_data.instances is None or int(unet.output_shape[-1]) != 2:
         return
     from .evaluate import calibrate_instances
 
+    settings = instance_settings_of(unet)
     best = calibrate_instances(unet, val_data.images, val_data.instances,
-                               instance_settings_of(unet)["border_width"])
-    set_instance_settings(unet, threshold=best["threshold"], min_size=best["min_size"])
-    say(f"Objects: threshold {best['threshold']:.2f} and smallest object {best['min_size']} px "
-        f"suit the validation images best (AP50 {best['ap50']:.3f}, mAP {best['map']:.3f}); "
-        "stored in the model.")
+                               settings["border_width"], settings["min_size"])
+    set_instance_settings(unet, threshold=best["threshold"])
+    say(f"Objects: threshold {best['threshold']:.2f} suits the validation images best (AP50 "
+        f"{best['ap50']:.3f}, mAP {best['map']:.3f}); stored in the model with the smallest "
+        f"object size, {settings['min_size']} px.")
 
 
 def _finish(run_dir: Path, unet, to_float32, history, initial_epoch: int, chief: bool,
