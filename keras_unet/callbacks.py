@@ -82,16 +82,23 @@ class ValidationMetrics(keras.callbacks.Callback):
 class InstanceValidation(keras.callbacks.Callback):
     """Instance metrics on the whole validation images, added to the epoch's logs as
     ``val_ap50``, ``val_map`` and ``val_merges``: each image is predicted with the overlap-tile
-    strategy and cut into objects (:func:`keras_unet.instances.label_instances`)."""
+    strategy and cut into objects (:func:`keras_unet.instances.label_instances`).
+
+    Whole images cost more than the validation loss, so this runs on the first and last epoch
+    and every ``every`` epochs; the other epochs log NaN.
+    """
 
     def __init__(self, unet: keras.Model, images: list[np.ndarray], instances: list[np.ndarray],
-                 border_width: int = 1):
+                 border_width: int = 1, every: int = 1, epochs: int | None = None):
         super().__init__()
         self.unet, self.images, self.instances = unet, images, instances
-        self.border_width = border_width
+        self.border_width, self.every, self.epochs = border_width, max(1, every), epochs
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
+            return
+        if epoch % self.every and epoch + 1 != self.epochs:
+            logs.update(val_ap50=float("nan"), val_map=float("nan"), val_merges=float("nan"))
             return
         from .instances import label_instances
         from .metrics import instance_counts, instance_scores

@@ -144,8 +144,9 @@ class TrainConfig(Augmentation):
         0.0, "Hold out this fraction of the images for validation instead of --val-images.")
     mask_type: str = setting("auto", "binary: 0 and 1/255; instance: object ids; class: class ids.",
                              choices=MASK_TYPES)
-    normalization: str = setting("image", "image: per-image mean/std; fixed: divide by dtype max.",
-                                 choices=("image", "fixed"))
+    normalization: str = setting("image", "image: per-image mean/std; fixed: divide by dtype "
+                                 "max; percentile: per-image 1st-99.8th percentile to 0-1.",
+                                 choices=("image", "fixed", "percentile"))
     input_scale: float = field(default=255.0, metadata={})  # training images' dtype maximum
     # model
     depth: int = setting(5, "Resolution levels.")
@@ -227,7 +228,7 @@ class TrainConfig(Augmentation):
             raise ValueError(f"input_scale must be > 0, got {self.input_scale!r}")
         if self.mask_type not in MASK_TYPES:
             raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {self.mask_type!r}")
-        if self.normalization not in ("image", "fixed"):
+        if self.normalization not in ("image", "fixed", "percentile"):
             raise ValueError(f"normalization must be image or fixed, got {self.normalization!r}")
         if self.val_fraction and (self.val_images or self.val_masks):
             raise ValueError("give either a validation fraction or validation folders, not both")

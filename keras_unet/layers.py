@@ -33,7 +33,7 @@ class Preprocessing(keras.layers.Layer):
                  threshold: float = 0.5, min_size: int = 0, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if mode not in ("image", "fixed") or not float(scale) > 0:
+        if mode not in ("image", "fixed", "percentile") or not float(scale) > 0:
             raise ValueError(f"preprocessing needs mode 'image' or 'fixed' and a scale > 0, got "
                              f"{mode!r} and {scale!r}")
         self.mode, self.scale = mode, float(scale)

@@ -19,7 +19,10 @@ network sees tiles; the statistics must be taken before tiling.
 * ``"image"`` (default): ``(x - mean) / max(std, 1e-6 * scale)`` with the mean and standard
   deviation over all pixels and channels of the image; independent of the intensity range;
 * ``"fixed"``: ``x / scale``, where ``scale`` is the dtype maximum of the *training* images (255
-  for 8-bit, 65535 for 16-bit, 1 for float images already in [0, 1]).
+  for 8-bit, 65535 for 16-bit, 1 for float images already in [0, 1]);
+* ``"percentile"``: ``(x - p1) / (p99.8 - p1)`` with the image's 1st and 99.8th percentiles
+  (CSBDeep's normalisation): robust to a few very bright pixels and to how much of the image the
+  objects fill.
 
 ``x`` is the raw intensity as float32. :meth:`Normalizer.stats` and :meth:`Normalizer.apply` take
 NumPy arrays or TensorFlow tensors alike, so the graph and NumPy paths are the same code.
@@ -54,7 +57,8 @@ __all__ = [
     "tf_mirror_pad",
 ]
 
-NORMALIZATIONS = ("image", "fixed")
+NORMALIZATIONS = ("image", "fixed", "percentile")
+PERCENTILES = (1.0, 99.8)  # "percentile" mode: these map to 0 and 1 (CSBDeep's defaults)
 EPS = 1e-6  # relative to ``scale``: a flat image is divided by this, not by 0
 
 
@@ -103,6 +107,13 @@ class Normalizer:
         """
         if self.mode == "fixed":
             return 0.0, self.scale
+        if self.mode == "percentile":
+            low, high = (_tf_percentiles(image, PERCENTILES) if tf.is_tensor(image) else
+                         np.percentile(np.asarray(image, np.float32), PERCENTILES))
+            floor = EPS * self.scale
+            divisor = tf.maximum(high - low, floor) if tf.is_tensor(image) else max(
+                float(high - low), floor)
+            return low, divisor
         if tf.is_tensor(image):
             x = tf.cast(image, tf.float32)
             mean, var = tf.nn.moments(x, axes=list(range(1, x.shape.rank)), keepdims=True)
@@ -160,7 +171,27 @@ class Normalizer:
         """One line for people: what happens to the raw intensities."""
         if self.mode == "fixed":
             return f"divide raw intensities by {self.scale:g}"
+        if self.mode == "percentile":
+            return (f"per image: map the {PERCENTILES[0]:g} and {PERCENTILES[1]:g} percentiles "
+                    "to 0 and 1")
         return "per image: subtract the mean, divide by the standard deviation"
+
+
+def _tf_percentiles(images, qs):
+    """Per-image percentiles of a ``(B, H, W, C)`` batch, as NumPy's default (linear) method
+    computes them; each ``(B, 1, 1, 1)``."""
+    x = tf.cast(images, tf.float32)
+    flat = tf.sort(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+    n = tf.cast(tf.shape(flat)[1], tf.float64)
+    out = []
+    for q in qs:
+        position = q / 100.0 * (n - 1.0)
+        below = tf.cast(tf.floor(position), tf.int32)
+        above = tf.minimum(below + 1, tf.shape(flat)[1] - 1)
+        frac = tf.cast(position - tf.floor(position), tf.float32)
+        lo, hi = tf.gather(flat, below, axis=1), tf.gather(flat, above, axis=1)
+        out.append(tf.reshape(lo + (hi - lo) * frac, [-1, 1, 1, 1]))
+    return out
 
 
 def normalizer_of(model: keras.Model) -> Normalizer:

@@ -165,7 +165,8 @@ def _callbacks(config, run_dir: Path, unet, val_data, resume: bool, to_float32, 
         cbs.append(ValidationMetrics(unet, tiles, config.batch_size))
         if val_data.instances is not None and config.n_classes == 2:
             cbs.append(InstanceValidation(unet, val_data.images, val_data.instances,
-                                          config.border_width))
+                                          config.border_width, -(-config.epochs // 8),
+                                          config.epochs))
         if tensorboard_available():  # every worker: its predict takes part in collectives
             cbs.append(TensorBoardImages(run_dir / "logs", unet, tiles, config.geometry))
     best_info = run_dir / "checkpoints" / "best.json"

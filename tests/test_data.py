@@ -36,7 +36,7 @@ def test_normalize_modes():
     np.testing.assert_allclose(sixteen, per_image, atol=1e-6)
     assert normalize(np.full((3, 3), 7, np.uint8)).max() == 0  # flat image: no division by 0
     with pytest.raises(ValueError, match="normalization"):
-        normalize(image, "percentile")
+        normalize(image, "quantile")
 
 
 def write_pairs(folder, n=3, size=(40, 48), mask_values=(0, 255)):

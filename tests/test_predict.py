@@ -72,7 +72,8 @@ def test_every_form_of_the_model_gives_the_same_mask(tmp_path):
     assert not np.allclose(other, predict_tiled(unet, normalizer(raw)), atol=1e-3)
 
 
-@pytest.mark.parametrize("mode,scale", [("image", 255.0), ("fixed", 255.0), ("fixed", 65535.0)])
+@pytest.mark.parametrize("mode,scale", [("image", 255.0), ("fixed", 255.0), ("fixed", 65535.0),
+                                        ("percentile", 255.0)])
 def test_contract_survives_saving_and_loading(tmp_path, mode, scale):
     net = build_unet((None, None, 3), depth=2, filters=2, normalizer=Normalizer(mode, scale))
     net.save(tmp_path / "m.keras")
@@ -84,12 +85,16 @@ def test_numpy_and_graph_normalisation_agree(rng):
     image = rng.integers(0, 65535, (31, 17, 2)).astype(np.uint16)
     import tensorflow as tf
 
-    for normalizer in (Normalizer("image", 65535.0, 2), Normalizer("fixed", 65535.0, 2)):
+    for normalizer in (Normalizer("image", 65535.0, 2), Normalizer("fixed", 65535.0, 2),
+                       Normalizer("percentile", 65535.0, 2)):
         graph = normalizer.apply(tf.constant(image[None].astype(np.float32))).numpy()[0]
         np.testing.assert_allclose(normalizer(image), graph, rtol=1e-5, atol=1e-5)
     x = Normalizer("image").apply(image)
     assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-4
     np.testing.assert_allclose(Normalizer("fixed", 65535.0).apply(image), image / 65535.0, rtol=1e-6)
+    low, high = np.percentile(image, (1, 99.8))
+    np.testing.assert_allclose(Normalizer("percentile").apply(image), (image - low) / (high - low),
+                               rtol=1e-5, atol=1e-5)
     flat = np.full((5, 5), 7, np.uint8)
     assert np.all(Normalizer("image")(flat) == 0)
 
