@@ -163,7 +163,9 @@ class TrainConfig(Augmentation):
     epochs: int = setting(10, "Epochs.")
     steps_per_epoch: int = setting(50, "Optimizer steps per epoch.")
     optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
-    lr: float = setting(1e-3, "Learning rate.")
+    lr: float = setting(1e-3, "Learning rate (the first, with a schedule).")
+    lr_schedule: str = setting("constant", "constant, or cosine: decay to 0 over the run.",
+                               choices=("constant", "cosine"))
     momentum: float = setting(0.99, "SGD momentum.")
     # weight map
     w0: float = setting(10.0, "Border weight of the weight map (0: off).")
@@ -207,6 +209,8 @@ class TrainConfig(Augmentation):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0 < self.lr <= 10:

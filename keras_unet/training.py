@@ -98,9 +98,16 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
 
 
 def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """The optimizer; with ``lr_schedule="cosine"`` the rate falls from ``lr`` to 0 along a half
+    cosine over the run's steps (it follows the optimizer's step count, so a resumed run goes on
+    where it stopped)."""
+    lr = config.lr
+    if config.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(config.lr,
+                                                    config.epochs * config.steps_per_epoch)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.lr, momentum=config.momentum)
-    return keras.optimizers.Adam(config.lr)
+        return keras.optimizers.SGD(lr, momentum=config.momentum)
+    return keras.optimizers.Adam(lr)
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> keras.Model:

@@ -139,3 +139,35 @@ def test_predict_files_leaves_no_empty_folder(tmp_path):
     report = predict_files(net, [rgb], tmp_path / "out")
     assert report.failed and "1-channel" in report.failed[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (300, 41)])
+def test_predict_instances_writes_a_label_tiff_of_the_image_size(tmp_path, shape):
+    import tifffile
+
+    from keras_unet.preprocess import instance_settings_of, set_instance_settings
+
+    net = build_unet(depth=2, filters=2, border_width=1)
+    set_instance_settings(net, threshold=0.3, min_size=2)
+    net.save(tmp_path / "m.keras")
+    assert instance_settings_of(load_model(tmp_path / "m.keras")) == {
+        "border_width": 1, "threshold": 0.3, "min_size": 2}
+    image = tmp_path / "cells.png"
+    cv2.imwrite(str(image), (demo_data(1, shape, seed=2)[0][0, ..., 0] * 255).astype(np.uint8))
+    result = run("predict", tmp_path / "m.keras", image, "-o", tmp_path / "out", "--instances")
+    assert result.exit_code == 0, result.output
+    labels = tifffile.imread(tmp_path / "out" / "cells_instances.tif")
+    assert labels.shape == shape and labels.dtype == np.uint16
+    overlay = cv2.imread(str(tmp_path / "out" / "cells_overlay.png"))
+    assert overlay.shape[:2] == shape
+
+
+def test_predict_instances_api_uses_the_model_settings(rng):
+    from keras_unet.predict import InstanceOptions, predict_instances
+
+    net = build_unet(depth=2, filters=2, border_width=1)
+    image = (rng.random((40, 44)) * 255).astype(np.uint8)
+    labels = predict_instances(net, image)
+    assert labels.shape == (40, 44) and labels.dtype == np.uint16
+    everything = predict_instances(net, image, InstanceOptions(threshold=0.0, min_size=0))
+    assert everything.max() == 1 and np.all(everything == 1)  # threshold 0: one object, everywhere
