@@ -31,11 +31,6 @@ def instance_options(command):
     return command
 
 
-def _instances(threshold, min_size, border_width, watershed):
-    from keras_unet.predict import InstanceOptions
-    return InstanceOptions(threshold, min_size, border_width, watershed)
-
-
 @main.command()
 @click.argument("args", nargs=-1, required=True, type=click.Path(), metavar="[MODEL] INPUTS...")
 @click.option("--output", "-o", type=click.Path(), required=True, help="Folder for the results.")
@@ -53,9 +48,11 @@ def _instances(threshold, min_size, border_width, watershed):
               help="With --server: seconds in all before giving up.")
 @click.option("--instances", "as_instances", is_flag=True,
               help="Also write NAME_instances.tif: one id per object (uint16).")
+@click.option("--blockwise", is_flag=True, help="Strip by strip to tiled TIFF/zarr, for images "
+              "larger than memory (automatic for TIFF/zarr over 64 MP).")
 @instance_options
 def predict(args, output, tile_size, batch_size, tta, save_probabilities, overlay, server,
-            model_name, model_version, timeout, as_instances, **instance) -> None:
+            model_name, model_version, timeout, as_instances, blockwise, **instance) -> None:
     """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras or SavedModel folder),
     or with a model served by TF Serving (--server URL --model NAME; no MODEL then).
 
@@ -83,10 +80,10 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
 
         report = predict_files(args[0], args[1:], output, tile_size, batch_size, tta, overlay,
                                save_probabilities, _bar("Predicting"),
-                               _instances(**instance) if as_instances else None)
+                               instance if as_instances else None, blockwise)
     for line in report.failed:
         click.echo(f"Error: {line}", err=True)
-    click.echo(report.summary)
+    click.echo("\n".join(report.notes + [report.summary]))
     if report.failed:
         raise SystemExit(1)
 
@@ -130,5 +127,5 @@ def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_jso
     # With --json, stdout carries only the JSON; the progress goes to stderr.
     stream = click.get_text_stream("stderr") if as_json else None
     result = evaluate_files(model, images, masks, mask_type, tile_size, batch_size, tta,
-                            _bar("Evaluating", stream), _instances(**instance))
+                            _bar("Evaluating", stream), instance)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

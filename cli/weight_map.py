@@ -15,11 +15,13 @@ from . import main
               show_default=True)
 @click.option("--mask-type", type=click.Choice(["auto", "binary", "instance"]), default="auto",
               show_default=True, help="binary: objects are connected components; instance: ids.")
+@click.option("--border-width", type=int, default=1, show_default=True,
+              help="Separating border px per touching object (0: off), as fit uses.")
 @click.option("--output", "-o", type=click.Path(), required=True,
               help="Output path without suffix: writes OUTPUT.npy and OUTPUT.png.")
-def weight_map(mask, w0, sigma, class_weights, mask_type, output) -> None:
+def weight_map(mask, w0, sigma, class_weights, mask_type, border_width, output) -> None:
     """Write the weight map of MASK as .npy (exact values) and a colour-mapped .png."""
     from keras_unet.visualize import weight_map_files
 
     weight_map_files(mask, output, w0, sigma, None if class_weights == "none" else "balanced",
-                     mask_type, log=click.echo)
+                     mask_type, border_width, log=click.echo)

@@ -9,8 +9,9 @@ The data folder holds ``train/images/NN.png`` and ``train/masks/NN.png`` (masks:
 runs the two commands a user would type::
 
     keras-unet fit --images OUT/data/train/images --masks OUT/data/train/masks \\
-        --val-fraction 0.1 --filters 16 --tile-size 508 --batch-size 1 --class-weights none \\
-        --mixed-precision bfloat16 --epochs 40 --steps-per-epoch 120 --output OUT/run
+        --val-fraction 0.1 --depth 5 --filters 16 --tile-size 508 --batch-size 1 \\
+        --class-weights none --mixed-precision bfloat16 --lr-schedule constant \\
+        --epochs 40 --steps-per-epoch 120 --output OUT/run
     keras-unet evaluate OUT/run/model.keras --tta \\
         --images OUT/data/test/images --masks OUT/data/test/masks
 
@@ -71,8 +72,8 @@ def main() -> None:
     start = time.time()
     subprocess.run(cli + [
         "fit", "--images", str(train_imgs), "--masks", str(train_masks), "--val-fraction", "0.1",
-        "--filters", "16", "--tile-size", "508", "--batch-size", "1", "--class-weights", "none",
-        "--mixed-precision", "bfloat16",
+        "--depth", "5", "--filters", "16", "--tile-size", "508", "--batch-size", "1",
+        "--class-weights", "none", "--mixed-precision", "bfloat16", "--lr-schedule", "constant",
         "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch),
         "--output", str(run_dir), "--overwrite",
     ], check=True)

@@ -59,6 +59,8 @@ _EXPORTS = {
     "ServingClient": "serving",
     "predict_tiled": "tiling",
     "Predictor": "predict",
+    "predict_instances": "predict",
+    "predict_large": "large",
     "load_model": "predict",
     "segmentation_metrics": "metrics",
 }

@@ -40,7 +40,7 @@ def evaluate_files(
     batch_size: int = 4,
     tta: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
-    instances: InstanceOptions | None = None,
+    instances: InstanceOptions | dict | None = None,
 ) -> dict:
     """Score a model on labelled images.
 
@@ -54,7 +54,7 @@ def evaluate_files(
     xs, ys, names = load_pairs(images, masks)
     predictor = Predictor(model, tile_size, batch_size, tta)
     two_classes = predictor.n_classes == 2
-    settings = (instances or InstanceOptions()).resolve(predictor.instance_settings)
+    settings = InstanceOptions.of(instances).resolve(predictor.instance_settings)
     rows, counts = [], []
     items = list(zip(xs, ys, names))
     for x, y, name in (progress(items) if progress else items):

@@ -58,7 +58,8 @@ def grow_into_gaps(labels: np.ndarray, border_width: int) -> np.ndarray:
     grown = expand_labels(labels, distance=border_width)
     size = 2 * border_width + 1
     highest = ndi.maximum_filter(grown, size=size)
-    lowest = ndi.minimum_filter(np.where(grown > 0, grown, np.iinfo(grown.dtype).max), size=size)
+    # background counts as an id above all others (max + 1: no overflow, whatever the dtype)
+    lowest = ndi.minimum_filter(np.where(grown > 0, grown, grown.max() + 1), size=size)
     between = (grown > 0) & ((highest > grown) | (lowest < grown))
     return np.where((labels == 0) & between, grown, labels)
 

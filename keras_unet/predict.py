@@ -27,6 +27,7 @@ from ._compat import keras, tf
 from .files import atomic_path, check_writable
 from .images import IMAGE_SUFFIXES, list_images, read_pages
 from .instances import label_dtype, label_instances
+from .large import BLOCKWISE_PIXELS, image_pixels, predict_large
 from .preprocess import Normalizer, instance_settings_of, normalizer_of
 from .tiling import predict_tiled
 
@@ -46,6 +47,11 @@ class InstanceOptions:
     min_size: int | None = None
     border_width: int | None = None
     watershed: bool = False
+
+    @classmethod
+    def of(cls, options: "InstanceOptions | dict | None") -> "InstanceOptions":
+        """Options from keyword values (None values take the model's), or the defaults."""
+        return options if isinstance(options, cls) else cls(**(options or {}))
 
     def resolve(self, stored: dict) -> dict:
         """Keyword arguments for ``label_instances``, the model's values filling the gaps."""
@@ -160,7 +166,7 @@ def predict_instances(model, image: np.ndarray, options: InstanceOptions | None 
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, tile_size,
                                                                      batch_size, tta)
-    settings = (options or InstanceOptions()).resolve(predictor.instance_settings)
+    settings = InstanceOptions.of(options).resolve(predictor.instance_settings)
     return label_instances(predictor(image), **settings)
 
 
@@ -168,13 +174,13 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Files and folders as a list of image files (a TIFF stack counts as one input)."""
     files: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if p.is_dir() and p.suffix.lower() != ".zarr":
             files.extend(list_images(p, "input"))
         elif p.is_file():
             files.append(p)
         else:
             raise FileNotFoundError(f"input {p} does not exist")
-    unknown = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+    unknown = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES + (".zarr",)]
     if unknown:
         raise ValueError(f"{unknown[0]} is not an image ({', '.join(IMAGE_SUFFIXES)})")
     stems: dict[str, Path] = {}
@@ -199,6 +205,7 @@ class PredictReport:
     n_inputs: int
     written: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -217,6 +224,11 @@ class _Output:
     def __init__(self, folder: Path, report: PredictReport):
         self.folder, self.report = folder, report
         self.existed = folder.exists()
+
+    def ensure(self) -> Path:
+        """The folder, created now if needed."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
 
     def path(self, name: str) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -273,9 +285,14 @@ def predict_files(
     overlay: bool = True,
     save_probabilities: bool = False,
     progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
-    instances: InstanceOptions | None = None,
+    instances: InstanceOptions | dict | None = None,
+    blockwise: bool = False,
 ) -> PredictReport:
     """Segment image files and folders with a local model; write masks, overlays, probabilities.
+
+    TIFF and zarr inputs larger than ``keras_unet.large.BLOCKWISE_PIXELS``, and every input with
+    ``blockwise``, are predicted strip by strip (:func:`keras_unet.large.predict_large`): tiled
+    BigTIFF (or zarr) outputs and no overlay; ``report.notes`` says which.
 
     Writes ``NAME_mask.png`` (a multi-page ``NAME_mask.tif`` for TIFF stacks),
     ``NAME_overlay.png`` and, if asked, ``NAME_probabilities.npy`` (float32 ``(H, W, K)``) into
@@ -290,9 +307,20 @@ def predict_files(
     files = expand_inputs(inputs)
     check_writable(output)
     predictor = Predictor(model, tile_size, batch_size, tta)
-    settings = instances.resolve(predictor.instance_settings) if instances else None
+    settings = (InstanceOptions.of(instances).resolve(predictor.instance_settings)
+                if instances is not None else None)
 
     def one(out: _Output, path: Path) -> None:
+        pixels = image_pixels(path)
+        if blockwise or path.suffix.lower() == ".zarr" or (pixels or 0) > BLOCKWISE_PIXELS:
+            if predictor.kind != "keras":
+                raise ValueError(f"{path}: block-wise prediction needs a .keras model")
+            done = predict_large(predictor.model, path, out.ensure(), tile_size, batch_size,
+                                 settings, save_probabilities)
+            out.report.written.extend(done.outputs.values())
+            out.report.notes.append(f"{path.name}: {done.shape[1]}x{done.shape[0]} px predicted "
+                                    f"block-wise, {done.megapixels_per_second:.1f} megapixels/s")
+            return
         pages = read_pages(path)
         names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]
         probs = [predictor(page, name) for page, name in zip(pages, names)]

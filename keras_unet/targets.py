@@ -46,7 +46,7 @@ def separate_touching(instances: np.ndarray, border_width: int = 1) -> np.ndarra
     # Another object nearby: a larger id (maximum filter) or a smaller non-zero id (minimum
     # filter, with background counted as the largest possible id).
     highest = ndi.maximum_filter(labels, size=size, mode="nearest")
-    lowest = ndi.minimum_filter(np.where(labels > 0, labels, np.iinfo(np.int32).max), size=size,
+    lowest = ndi.minimum_filter(np.where(labels > 0, labels, labels.max() + 1), size=size,
                                 mode="nearest")
     touching = (labels > 0) & ((highest > labels) | (lowest < labels))
     return np.where(touching, 0, labels)

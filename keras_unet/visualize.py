@@ -53,14 +53,20 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     return path
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """RGB uint8 picture of ``mask`` (class ids) over ``image``: tinted classes, outlined objects."""
+def _display(image: np.ndarray) -> np.ndarray:
+    """float64 RGB ``(H, W, 3)`` in [0, 255] of an image of any range: the 0.5 and 99.5
+    percentiles stretched to black and white."""
     img = np.asarray(image, np.float64)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     lo, hi = np.percentile(img, (0.5, 99.5)) if img.size else (0, 1)
     grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255
-    rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+    return np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """RGB uint8 picture of ``mask`` (class ids) over ``image``: tinted classes, outlined objects."""
+    rgb = _display(image)
     palette = np.array([[0, 0, 0], [255, 64, 64], [64, 160, 255], [64, 255, 64], [255, 200, 0],
                         [200, 64, 255]], np.float64)
     mask = np.asarray(mask)
@@ -74,12 +80,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarr
 def instance_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """RGB uint8 picture of instance ``labels`` over ``image``: each object in its own colour
     (a fixed pseudo-random colour per id), outlined in white."""
-    img = np.asarray(image, np.float64)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    lo, hi = np.percentile(img, (0.5, 99.5)) if img.size else (0, 1)
-    grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255
-    rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+    rgb = _display(image)
     labels = np.asarray(labels).astype(np.int64)
     hue = (labels * 0.618033988749895) % 1.0  # golden-ratio hues: neighbours differ
     hsv = np.stack([hue * 179, np.full_like(hue, 200), np.full_like(hue, 255)], -1)
@@ -166,20 +167,26 @@ def plot_history(history: dict[str, list[float]]) -> np.ndarray:
 
 def weight_map_files(mask: str | os.PathLike, output: str | os.PathLike, w0: float = 10.0,
                      sigma: float = 5.0, class_weights: str | None = "balanced",
-                     mask_type: str = "auto", log=None) -> tuple[Path, Path]:
-    """The weight map of a mask file as ``OUTPUT.npy`` (exact values) and ``OUTPUT.png``.
+                     mask_type: str = "auto", border_width: int = 1,
+                     log=None) -> tuple[Path, Path]:
+    """The weight map of a mask file as ``OUTPUT.npy`` (exact values) and ``OUTPUT.png``,
+    computed as ``fit`` does: on the objects after separating touching ones by
+    ``border_width`` px each (:func:`keras_unet.targets.separate_touching`).
 
     Returns the two paths; ``log`` (``print``-like) gets a summary line and where they went.
     """
     from .files import check_writable
     from .images import read_mask
+    from .targets import separate_touching
     from .weights import to_instances, unet_weight_map
 
     out = Path(output)
     if out.suffix in (".npy", ".png"):
         out = out.with_suffix("")
     check_writable(out.parent, "output folder")
-    labels = to_instances(read_mask(mask), mask_type)
+    if not isinstance(border_width, int) or not 0 <= border_width <= 16:
+        raise ValueError(f"--border-width must be an integer from 0 to 16 px, got {border_width!r}")
+    labels = separate_touching(to_instances(read_mask(mask), mask_type), border_width)
     w = unet_weight_map(labels, w0, sigma, class_weights)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".npy")) as tmp:

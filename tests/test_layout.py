@@ -13,7 +13,7 @@ PACKAGE = ROOT / "keras_unet"
 LAYERS = [
     "_version", "files", "geometry", "config", "console", "_compat", "layers", "images",
     "preprocess", "weights", "targets", "model", "losses", "augment", "data", "prepare", "tiling",
-    "instances", "metrics", "visualize", "serving", "predict", "evaluate", "devices", "runs", "callbacks", "training",
+    "instances", "metrics", "visualize", "serving", "large", "predict", "evaluate", "devices", "runs", "callbacks", "training",
     "signatures", "warmup", "export",
 ]
 STANDALONE = {"loader_check"}  # run as a script in a clean process; imports no keras_unet

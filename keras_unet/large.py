@@ -1,0 +1,439 @@
+"""Images larger than memory: predict strip by strip, from and to tiled TIFF or zarr.
+
+:func:`predict_large` reads the input lazily, one strip of rows at a time with the network
+margin around it (tiled or strip TIFF / BigTIFF through ``tifffile``'s zarr store, zarr and
+OME-Zarr arrays, or a plain image held in memory), predicts the strip with exactly the tiles
+:func:`keras_unet.tiling.predict_tiled` would use on the whole image, and writes the outputs by
+strip: a tiled BigTIFF (or a zarr array for zarr input) for the mask, optionally the object
+probability (uint8, 0..255) and the instance labels. Nothing of image size is held in memory;
+memory depends on the image *width* and the strip height only.
+
+* **Same answer.** The tiles, their mirror padding at the image border and the normalisation are
+  the whole-image ones, so the mask equals ``predict_tiled``'s.
+* **Normalisation** needs statistics of the whole image for per-image modes: ``"image"`` takes the
+  mean and standard deviation in a streaming first pass over the strips (exact, float64 sums);
+  ``"percentile"`` estimates its percentiles from a regular subsample of at most 4 million pixels
+  (also a first pass); ``"fixed"`` needs no pass.
+* **Instances** are labelled per strip (threshold, 4-connected components) and joined along the
+  strip seams with a union-find, so an object cut by a seam keeps one id; small objects are removed
+  by their whole size. A second pass over the provisional labels (a temporary zarr store beside the
+  output) fills holes and gives back the separating borders, with a halo of rows around each strip.
+  Holes that cross a seam are not filled, and ``watershed`` splitting is not available here.
+* **Throughput.** A reader thread prefetches the next strip and writer threads store the finished
+  ones while the network works on the current one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._compat import keras
+from .files import check_writable
+from .images import read_image
+from .instances import grow_into_gaps, label_dtype
+from .model import geometry_of
+from .preprocess import Normalizer, mirror_indices, normalizer_of
+from .tiling import default_tile_size, plan_axis
+
+__all__ = ["predict_large", "open_source", "LargeReport", "TIFF_TILE", "BLOCKWISE_PIXELS",
+           "image_pixels"]
+
+TIFF_TILE = 256  # px: tile side of the TIFF outputs and chunk side of the zarr outputs
+SUBSAMPLE = 4_000_000  # pixels at most for percentile estimates
+BLOCKWISE_PIXELS = 64_000_000  # TIFF or zarr inputs above this size are predicted block-wise
+
+
+def image_pixels(path: str | os.PathLike) -> int | None:
+    """Height x width of a TIFF or zarr image from its header, without reading it; None for
+    other formats."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in (".zarr", ".tif", ".tiff"):
+        try:
+            shape = open_source(path).shape
+        except (ValueError, OSError):
+            return None
+        return shape[0] * shape[1]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class Source:
+    """A 2-D image read by rows: ``shape`` ``(H, W, C)``, ``dtype``, :meth:`rows`."""
+
+    def __init__(self, array, name: str):
+        self.array, self.name = array, name
+        shape = tuple(array.shape)
+        if len(shape) == 2:
+            shape += (1,)
+        if len(shape) != 3 or shape[2] > 4:
+            raise ValueError(f"{name}: expected a 2-D image (height, width[, channels]), got "
+                             f"shape {tuple(array.shape)}")
+        self.shape, self.dtype = shape, np.dtype(array.dtype)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` as ``(rows, W, C)`` in the image's own dtype."""
+        block = np.asarray(self.array[start:stop])
+        return block[..., None] if block.ndim == 2 else block
+
+
+def open_source(path: str | os.PathLike) -> Source:
+    """A lazily read image: TIFF/BigTIFF (tiled or strips) and zarr/OME-Zarr by blocks, anything
+    else (PNG, JPEG, ...) in memory."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input {path} does not exist")
+    try:
+        if path.is_dir() or path.suffix.lower() == ".zarr":
+            node = zarr.open(str(path), mode="r")
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            node = zarr.open(tifffile.imread(str(path), aszarr=True), mode="r")
+        else:
+            return Source(read_image(path), path.name)
+    except (ValueError, OSError, KeyError) as exc:
+        raise ValueError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(node, zarr.Group):  # OME-Zarr / pyramidal TIFF: the full-resolution level
+        keys = sorted(node.array_keys())
+        if not keys:
+            raise ValueError(f"{path} holds no array")
+        node = node["0"] if "0" in keys else node[keys[0]]
+    return Source(node, path.name)
+
+
+def _stats(source: Source, normalizer: Normalizer, strip: int):
+    """Whole-image ``(offset, divisor)`` of the normaliser, in a first pass when needed."""
+    h = source.shape[0]
+    if normalizer.mode == "fixed":
+        return normalizer.stats(np.zeros((1, 1, source.shape[2]), np.float32))
+    if normalizer.mode == "percentile":
+        step = max(1, int(math.sqrt(source.shape[0] * source.shape[1] / SUBSAMPLE)))
+        sample = np.concatenate([source.rows(y, min(y + strip, h))[::step, ::step].ravel()
+                                 for y in range(0, h, strip)])
+        return normalizer.stats(sample.reshape(-1, 1, 1).astype(np.float32))
+    total = total_sq = 0.0
+    for y in range(0, h, strip):
+        x = source.rows(y, min(y + strip, h)).astype(np.float64)
+        total += float(x.sum())
+        total_sq += float(np.square(x).sum())
+    n = source.shape[0] * source.shape[1] * source.shape[2]
+    mean = total / n
+    std = math.sqrt(max(total_sq / n - mean * mean, 0.0))
+    return float(np.float32(mean)), max(std, 1e-6 * normalizer.scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+class _Writer:
+    """One output written by a thread from a queue of ``(y0, rows)`` strips: a tiled BigTIFF
+    (tiles are yielded to tifffile row by row of tiles) or a zarr array."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], dtype, kind: str):
+        self.path, self.shape, self.dtype, self.kind = path, shape, np.dtype(dtype), kind
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, y0: int, rows: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((y0, rows))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _strips(self) -> Iterator[tuple[int, np.ndarray]]:
+        while (item := self.queue.get()) is not None:
+            yield item
+
+    def _run(self) -> None:
+        try:
+            if self.kind == "zarr":
+                import zarr
+
+                out = zarr.open(str(self.path), mode="w", shape=self.shape, dtype=self.dtype,
+                                chunks=(TIFF_TILE, TIFF_TILE))
+                for y0, rows in self._strips():
+                    out[y0:y0 + len(rows)] = rows
+                return
+            import tifffile
+
+            tifffile.imwrite(self.path, data=self._tiles_all(), shape=self.shape,
+                             dtype=self.dtype, tile=(TIFF_TILE, TIFF_TILE), bigtiff=True,
+                             compression="zlib")
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+            while self.queue.get() is not None:  # drain, so the producer never blocks
+                pass
+
+    def _tiles_all(self) -> Iterator[np.ndarray]:
+        t, (h, w) = TIFF_TILE, self.shape
+        width = math.ceil(w / t) * t
+        pending, written = np.zeros((0, w), self.dtype), 0
+        for _, rows in self._strips():
+            pending = np.concatenate([pending, rows.astype(self.dtype, copy=False)])
+            while len(pending) >= t or (len(pending) and written + len(pending) == h):
+                band, pending = pending[:t], pending[t:]
+                written += len(band)
+                padded = np.zeros((t, width), self.dtype)
+                padded[:len(band), :w] = band
+                for x in range(0, width, t):
+                    yield padded[:, x:x + t]
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicting
+
+
+@dataclass
+class LargeReport:
+    """What :func:`predict_large` wrote, and how fast."""
+
+    outputs: dict[str, Path] = field(default_factory=dict)
+    shape: tuple[int, int] = (0, 0)
+    seconds: float = 0.0
+    objects: int | None = None
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.shape[0] * self.shape[1] / 1e6 / max(self.seconds, 1e-9)
+
+
+def _strip_rows(width: int, stride: int, strip_pixels: int) -> int:
+    """Tile rows per strip: about ``strip_pixels`` output pixels, at least one tile row."""
+    return max(1, strip_pixels // max(1, width * stride))
+
+
+def _prefetch(reader: Callable[[int], object], count: int) -> Iterator[object]:
+    """``reader(i)`` for i in range(count), each computed in a thread one step ahead."""
+    results: queue.Queue = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        for i in range(count):
+            try:
+                results.put((reader(i), None))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                results.put((None, exc))
+                return
+
+    threading.Thread(target=run, daemon=True).start()
+    for _ in range(count):
+        value, error = results.get()
+        if error is not None:
+            raise error
+        yield value
+
+
+def predict_large(
+    model: keras.Model,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    tile_size: int | None = None,
+    batch_size: int = 4,
+    instances: dict | None = None,
+    probabilities: bool = False,
+    strip_pixels: int = 16_000_000,
+    progress: Callable[[int], None] | None = None,
+) -> LargeReport:
+    """Predict an image of any size strip by strip, from and to files (see the module docs).
+
+    Args:
+        model: a valid-padding U-Net (a loaded ``.keras`` model) carrying its preprocessing.
+        src: a TIFF/BigTIFF, a zarr or OME-Zarr folder, or any image file.
+        dst: the output folder: ``NAME_mask.tif`` (tiled BigTIFF, 0/255 for two classes),
+            ``NAME_probabilities.tif`` (object probability as uint8 0..255, with
+            ``probabilities``) and ``NAME_instances.tif`` (uint16/uint32 labels, with
+            ``instances``); ``.zarr`` arrays instead for zarr input.
+        tile_size, batch_size: as :func:`keras_unet.tiling.predict_tiled` (same default tile).
+        instances: keyword arguments of :func:`keras_unet.instances.label_instances`
+            (``threshold``, ``min_size``, ``border_width``), or None for no instances.
+        strip_pixels: output pixels per strip (memory: about 40 bytes each, plus the model's).
+        progress: called with the number of image pixels finished after each strip.
+
+    Returns:
+        A :class:`LargeReport`.
+    """
+    import time
+
+    start = time.perf_counter()
+    geo = geometry_of(model)
+    if geo.padding != "valid":
+        raise ValueError("block-wise prediction needs a valid-padding network")
+    if instances and instances.get("watershed_split"):
+        raise ValueError("--watershed is not available for block-wise prediction")
+    n_classes = int(model.output_shape[-1])
+    if (instances or probabilities) and n_classes != 2:
+        raise ValueError("instances and probabilities need a two-class model")
+    source = open_source(src)
+    h, w, _ = source.shape
+    normalizer = normalizer_of(model)
+    tile = tile_size or default_tile_size(geo, (h, w))
+    py, px = plan_axis(h, tile, geo), plan_axis(w, tile, geo)
+    s = py.stride
+    rows_idx = mirror_indices(h, py.pad_before, py.pad_after)
+    cols_idx = mirror_indices(w, px.pad_before, px.pad_after)
+    per_strip = _strip_rows(px.count * s, s, strip_pixels)
+    n_strips = math.ceil(py.count / per_strip)
+    stats = _stats(source, normalizer, per_strip * s)
+
+    out = Path(dst)
+    check_writable(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(src).stem if not Path(src).is_dir() else Path(src).name.removesuffix(".zarr")
+    kind = "zarr" if (Path(src).is_dir() or Path(src).suffix.lower() == ".zarr") else "tiff"
+    suffix = ".zarr" if kind == "zarr" else ".tif"
+    report = LargeReport(shape=(h, w))
+    writers = {"mask": _Writer(out / f"{stem}_mask{suffix}", (h, w), np.uint8, kind)}
+    if probabilities:
+        writers["probabilities"] = _Writer(out / f"{stem}_probabilities{suffix}", (h, w),
+                                           np.uint8, kind)
+    labeller = _StripLabeller(out / f".{stem}_labels.partial.zarr", (h, w), instances) \
+        if instances else None
+
+    def read(i: int) -> tuple[int, np.ndarray]:
+        t0, t1 = i * per_strip, min((i + 1) * per_strip, py.count)
+        rows = rows_idx[t0 * s:(t1 - 1) * s + tile]
+        raw = source.rows(int(rows.min()), int(rows.max()) + 1)[rows - rows.min()][:, cols_idx]
+        return t0, normalizer.apply(normalizer.channels_of(raw, source.name), stats)
+
+    try:
+        for t0, x in _prefetch(read, n_strips):
+            strip = _predict_strip(model, x, tile, s, px.count, batch_size, n_classes)
+            y0 = t0 * s
+            strip = strip[:min(h - y0, len(strip)), :w]
+            classes = strip.argmax(-1)
+            writers["mask"].put(y0, (classes * 255 if n_classes == 2 else classes).astype(np.uint8))
+            if probabilities:
+                writers["probabilities"].put(y0, np.round(strip[..., 1] * 255).astype(np.uint8))
+            if labeller:
+                labeller.add(y0, strip)
+            if progress:
+                progress(len(strip) * w)
+        for writer in writers.values():
+            writer.close()
+        for name, writer in writers.items():
+            report.outputs[name] = writer.path
+        if labeller:
+            path = out / f"{stem}_instances{suffix}"
+            report.objects = labeller.finish(path, kind)
+            report.outputs["instances"] = path
+    finally:
+        for writer in writers.values():
+            if writer.thread.is_alive():
+                writer.queue.put(None)
+        if labeller:
+            shutil.rmtree(labeller.path, ignore_errors=True)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _predict_strip(model, x: np.ndarray, tile: int, stride: int, n_cols: int, batch_size: int,
+                   n_classes: int) -> np.ndarray:
+    """Probabilities of one strip of tile rows: each tile's first ``stride`` x ``stride`` output
+    block, stitched as :func:`keras_unet.tiling.predict_tiled` stitches them."""
+    n_rows = (len(x) - tile) // stride + 1
+    starts = [(i * stride, j * stride) for i in range(n_rows) for j in range(n_cols)]
+    acc = np.zeros((n_rows * stride, n_cols * stride, n_classes), np.float32)
+    for b in range(0, len(starts), batch_size):
+        chunk = starts[b:b + batch_size]
+        tiles = np.stack([x[y:y + tile, c:c + tile] for y, c in chunk])
+        probs = np.asarray(model.predict_on_batch(tiles), np.float32)
+        for (y, c), p in zip(chunk, probs):
+            acc[y:y + stride, c:c + stride] = p[:stride, :stride]
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Instances across strips
+
+
+class _StripLabeller:
+    """Connected components strip by strip, joined along the seams (see the module docs)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], settings: dict):
+        import zarr
+
+        self.path, self.shape = path, shape
+        self.threshold = settings.get("threshold", 0.5)
+        self.min_size = int(settings.get("min_size", 0))
+        self.border = int(settings.get("border_width", 0))
+        self.fill = settings.get("fill_holes", True)
+        self.store = zarr.open(str(path), mode="w", shape=shape, dtype=np.uint32,
+                               chunks=(TIFF_TILE, TIFF_TILE))
+        self.count, self.sizes, self.pairs, self.last_row = 0, [np.zeros(1, np.int64)], [], None
+
+    def add(self, y0: int, probs: np.ndarray) -> None:
+        fg = probs[..., 1] > self.threshold if self.threshold is not None else probs.argmax(-1) == 1
+        labels, n = ndi.label(fg, ndi.generate_binary_structure(2, 1))
+        labels = np.where(labels > 0, labels + self.count, 0).astype(np.uint32)
+        if self.last_row is not None:
+            both = (self.last_row > 0) & (labels[0] > 0)
+            self.pairs.append(np.stack([self.last_row[both], labels[0][both]], 1))
+        self.sizes.append(np.bincount(labels.ravel(), minlength=self.count + n + 1)[self.count + 1:])
+        self.count += n
+        self.last_row = labels[-1]
+        self.store[y0:y0 + len(labels)] = labels
+
+    def finish(self, path: Path, kind: str) -> int:
+        """Join, drop small objects, fill holes, grow into gaps; write ``path``. The count."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n = self.count + 1
+        pairs = np.concatenate(self.pairs) if self.pairs else np.zeros((0, 2), np.int64)
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        _, component = connected_components(graph, directed=False)
+        sizes = np.bincount(component, weights=np.concatenate(self.sizes), minlength=n)
+        keep = sizes >= max(self.min_size, 1)
+        keep[component[0]] = False  # the background
+        first = np.full(component.max() + 1, n, np.int64)  # raster order of first appearance
+        np.minimum.at(first, component, np.arange(n))
+        kept = np.flatnonzero(keep)
+        final = np.zeros(component.max() + 1, np.int64)
+        final[kept[np.argsort(first[kept])]] = np.arange(1, len(kept) + 1)
+        lut = final[component]
+        dtype = label_dtype(len(kept))
+        writer = _Writer(path, self.shape, dtype, kind)
+        h, halo, step = self.shape[0], 2 * self.border + 2, 4 * TIFF_TILE
+        try:
+            for y0 in range(0, h, step):
+                a, b = max(0, y0 - halo), min(h, y0 + step + halo)
+                window = lut[np.asarray(self.store[a:b])]
+                if self.fill:
+                    window = _fill_inner_holes(window)
+                window = grow_into_gaps(window, self.border)
+                writer.put(y0, window[y0 - a:y0 - a + min(step, h - y0)].astype(dtype))
+        finally:
+            writer.close()
+        return len(kept)
+
+
+def _fill_inner_holes(labels: np.ndarray) -> np.ndarray:
+    """Holes inside objects take the object's id (as :func:`label_instances` fills them); a
+    background region touching the window's edge is left as it is."""
+    holes = ndi.binary_fill_holes(labels > 0) & (labels == 0)
+    if not holes.any():
+        return labels
+    _, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
+    return np.where(holes, labels[iy, ix], labels)

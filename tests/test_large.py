@@ -1,0 +1,128 @@
+"""keras_unet.large: strip-by-strip prediction equals whole-image prediction; seams are joined."""
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from click.testing import CliRunner
+
+from keras_unet.cli import main
+from keras_unet.data import demo_data
+from keras_unet.instances import label_instances
+from keras_unet.large import _StripLabeller, open_source, predict_large
+from keras_unet.model import build_unet
+from keras_unet.preprocess import Normalizer, normalizer_of
+from keras_unet.tiling import predict_tiled
+
+
+@pytest.fixture(scope="module")
+def unet():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    return build_unet(depth=2, filters=4, border_width=1)
+
+
+def cells(shape, seed=0):
+    return (demo_data(1, shape, seed=seed)[0][0, ..., 0] * 255).astype(np.uint8)
+
+
+def same_up_to_renumbering(a, b):
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return (len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1])))
+
+
+@pytest.mark.parametrize("shape,strip", [((300, 220), 20_000), ((97, 413), 5_000)])
+def test_blockwise_equals_predict_tiled(tmp_path, unet, shape, strip):
+    image = cells(shape)
+    tifffile.imwrite(tmp_path / "big.tif", image, tile=(64, 64))
+    settings = {"threshold": 0.5, "min_size": 3, "border_width": 1}
+    report = predict_large(unet, tmp_path / "big.tif", tmp_path / "out", tile_size=36,
+                           batch_size=3, instances=settings, probabilities=True,
+                           strip_pixels=strip)
+    probs = predict_tiled(unet, normalizer_of(unet)(image), 36)
+    with tifffile.TiffFile(report.outputs["mask"]) as tif:
+        assert tif.pages[0].is_tiled and tif.is_bigtiff
+        mask = tif.asarray()
+    np.testing.assert_array_equal(mask, probs.argmax(-1).astype(np.uint8) * 255)
+    stored = tifffile.imread(report.outputs["probabilities"]).astype(int)
+    assert np.abs(stored - np.round(probs[..., 1] * 255)).max() <= 1
+    labels = tifffile.imread(report.outputs["instances"])
+    whole = label_instances(probs, **settings)
+    assert labels.shape == shape and report.objects == whole.max()
+    assert same_up_to_renumbering(labels, whole)
+    assert not list((tmp_path / "out").glob(".*partial*"))
+
+
+def test_per_image_statistics_are_streamed_exactly(tmp_path, unet):
+    image = (cells((150, 130), seed=4).astype(np.uint16) * 40)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    from keras_unet.large import _stats
+
+    offset, divisor = _stats(open_source(tmp_path / "a.tif"), Normalizer("image", 65535.0), 16)
+    expected = Normalizer("image", 65535.0).stats(image[..., None])
+    assert offset == pytest.approx(expected[0], rel=1e-6)
+    assert divisor == pytest.approx(expected[1], rel=1e-6)
+
+
+def test_an_object_across_seams_keeps_one_id(tmp_path):
+    """A snake that crosses three strip borders and touches nothing else."""
+    probs = np.zeros((60, 40, 2), np.float32)
+    probs[..., 0] = 1
+    probs[5:55, 10:13, 1] = 1  # a vertical bar through every strip
+    probs[50:53, 13:30, 1] = 1  # with a foot in the last strip
+    probs[2:4, 30:35, 1] = 1  # a second object
+    probs[..., 0] -= probs[..., 1]
+    labeller = _StripLabeller(tmp_path / "t.zarr", (60, 40), {"threshold": 0.5, "min_size": 0,
+                                                             "border_width": 0})
+    for y0 in range(0, 60, 16):
+        labeller.add(y0, probs[y0:y0 + 16])
+    assert labeller.finish(tmp_path / "labels.tif", "tiff") == 2
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    assert len(np.unique(labels[5:55, 10:13])) == 1 and labels[51, 20] == labels[30, 11]
+    assert labels[3, 31] not in (0, labels[30, 11])
+
+
+def test_small_objects_are_judged_by_their_whole_size(tmp_path):
+    probs = np.zeros((40, 10, 2), np.float32)
+    probs[18:22, 4:6, 1] = 1  # 8 px, cut in two by the seam at row 20
+    probs[..., 0] = 1 - probs[..., 1]
+    labeller = _StripLabeller(tmp_path / "t.zarr", (40, 10), {"threshold": 0.5, "min_size": 6,
+                                                             "border_width": 0})
+    labeller.add(0, probs[:20])
+    labeller.add(20, probs[20:])
+    assert labeller.finish(tmp_path / "l.tif", "tiff") == 1  # 4 + 4 px: kept as one 8 px object
+
+
+def test_zarr_in_zarr_out(tmp_path, unet):
+    image = cells((120, 90), seed=2)
+    array = zarr.open(str(tmp_path / "in.zarr"), mode="w", shape=image.shape, chunks=(32, 32),
+                      dtype=np.uint8)
+    array[:] = image
+    report = predict_large(unet, tmp_path / "in.zarr", tmp_path / "out", tile_size=36,
+                           strip_pixels=3000)
+    assert report.outputs["mask"].name == "in_mask.zarr"
+    mask = zarr.open(str(report.outputs["mask"]), mode="r")[:]
+    expected = predict_tiled(unet, normalizer_of(unet)(image), 36).argmax(-1) * 255
+    np.testing.assert_array_equal(mask, expected.astype(np.uint8))
+
+
+def test_cli_blockwise_matches_the_usual_path(tmp_path, unet):
+    import cv2
+
+    unet.save(tmp_path / "m.keras")
+    image = cells((130, 170), seed=5)
+    tifffile.imwrite(tmp_path / "img.tif", image, tile=(64, 64))
+    cv2.imwrite(str(tmp_path / "img.png"), image)
+    runner = CliRunner()
+    done = runner.invoke(main, ["predict", str(tmp_path / "m.keras"), str(tmp_path / "img.tif"),
+                                "-o", str(tmp_path / "a"), "--blockwise", "--instances"])
+    assert done.exit_code == 0, done.output
+    assert "predicted block-wise" in done.output
+    usual = runner.invoke(main, ["predict", str(tmp_path / "m.keras"), str(tmp_path / "img.png"),
+                                 "-o", str(tmp_path / "b"), "--instances"])
+    assert usual.exit_code == 0, usual.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a" / "img_mask.tif"),
+                                  cv2.imread(str(tmp_path / "b" / "img_mask.png"), 0))
+    assert same_up_to_renumbering(tifffile.imread(tmp_path / "a" / "img_instances.tif"),
+                                  tifffile.imread(tmp_path / "b" / "img_instances.tif"))
