@@ -14,8 +14,10 @@ could be written, so a refused run leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import types
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,12 +289,14 @@ def predict_files(
     progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
     instances: InstanceOptions | dict | None = None,
     blockwise: bool = False,
+    progressbar=None,
 ) -> PredictReport:
     """Segment image files and folders with a local model; write masks, overlays, probabilities.
 
     TIFF and zarr inputs larger than ``keras_unet.large.BLOCKWISE_PIXELS``, and every input with
     ``blockwise``, are predicted strip by strip (:func:`keras_unet.large.predict_large`): tiled
-    BigTIFF (or zarr) outputs and no overlay; ``report.notes`` says which.
+    BigTIFF (or zarr) outputs and no overlay; ``report.notes`` says which, with the speed, and
+    ``progressbar`` (a ``click.progressbar``-like factory) shows the pixels done and the ETA.
 
     Writes ``NAME_mask.png`` (a multi-page ``NAME_mask.tif`` for TIFF stacks),
     ``NAME_overlay.png`` and, if asked, ``NAME_probabilities.npy`` (float32 ``(H, W, K)``) into
@@ -315,8 +319,10 @@ def predict_files(
         if blockwise or path.suffix.lower() == ".zarr" or (pixels or 0) > BLOCKWISE_PIXELS:
             if predictor.kind != "keras":
                 raise ValueError(f"{path}: block-wise prediction needs a .keras model")
-            done = predict_large(predictor.model, path, out.ensure(), tile_size, batch_size,
-                                 settings, save_probabilities)
+            with (progressbar or _no_bar)(length=pixels or 1, label=(
+                    f"{path.name}: {(pixels or 0) / 1e6:.0f} megapixels, block-wise")) as bar:
+                done = predict_large(predictor.model, path, out.ensure(), tile_size, batch_size,
+                                     settings, save_probabilities, progress=bar.update)
             out.report.written.extend(done.outputs.values())
             out.report.notes.append(f"{path.name}: {done.shape[1]}x{done.shape[0]} px predicted "
                                     f"block-wise, {done.megapixels_per_second:.1f} megapixels/s")
@@ -328,6 +334,11 @@ def predict_files(
                        settings)
 
     return _each_file(files, output, one, progress)
+
+
+@contextlib.contextmanager
+def _no_bar(length: int, label: str):
+    yield types.SimpleNamespace(update=lambda _n: None)
 
 
 def _each_file(files: list[Path], output, one: Callable, progress=None,

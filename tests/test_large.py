@@ -57,9 +57,9 @@ def test_blockwise_equals_predict_tiled(tmp_path, unet, shape, strip):
 def test_per_image_statistics_are_streamed_exactly(tmp_path, unet):
     image = (cells((150, 130), seed=4).astype(np.uint16) * 40)
     tifffile.imwrite(tmp_path / "a.tif", image)
-    from keras_unet.large import _stats
+    from keras_unet.lazyio import streamed_stats
 
-    offset, divisor = _stats(open_source(tmp_path / "a.tif"), Normalizer("image", 65535.0), 16)
+    offset, divisor = streamed_stats(open_source(tmp_path / "a.tif"), Normalizer("image", 65535.0), 16)
     expected = Normalizer("image", 65535.0).stats(image[..., None])
     assert offset == pytest.approx(expected[0], rel=1e-6)
     assert divisor == pytest.approx(expected[1], rel=1e-6)
