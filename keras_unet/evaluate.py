@@ -12,6 +12,7 @@ instance output too (``rand_error_instances``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Iterable
 
 from ._compat import keras
@@ -51,6 +52,8 @@ def evaluate_files(
         over all images (two-class models only).
     """
     validate_batch_tile(batch_size, tile_size)
+    if not isinstance(model, keras.Model) and not Path(model).exists():
+        raise FileNotFoundError(f"model {model} does not exist")
     xs, ys, names = load_pairs(images, masks)
     predictor = Predictor(model, tile_size, batch_size, tta)
     two_classes = predictor.n_classes == 2
