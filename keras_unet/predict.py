@@ -173,12 +173,13 @@ def predict_instances(model, image: np.ndarray, options: InstanceOptions | None 
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files and folders as a list of image files (a TIFF stack counts as one input)."""
+    """Files and folders as a list of image files (a TIFF stack and a ``.zarr`` folder count as
+    one input)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir() and p.suffix.lower() != ".zarr":
             files.extend(list_images(p, "input"))
-        elif p.is_file():
+        elif p.is_file() or p.is_dir():
             files.append(p)
         else:
             raise FileNotFoundError(f"input {p} does not exist")

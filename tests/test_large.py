@@ -105,6 +105,13 @@ def test_zarr_in_zarr_out(tmp_path, unet):
     mask = zarr.open(str(report.outputs["mask"]), mode="r")[:]
     expected = predict_tiled(unet, normalizer_of(unet)(image), 36).argmax(-1) * 255
     np.testing.assert_array_equal(mask, expected.astype(np.uint8))
+    # the command line takes a .zarr folder as one image and writes zarr beside it
+    unet.save(tmp_path / "m.keras")
+    done = CliRunner().invoke(main, ["predict", str(tmp_path / "m.keras"), str(tmp_path / "in.zarr"),
+                                     "-o", str(tmp_path / "cli"), "--tile-size", "36"])
+    assert done.exit_code == 0 and "predicted block-wise" in done.output, done.output
+    np.testing.assert_array_equal(zarr.open(str(tmp_path / "cli" / "in_mask.zarr"), mode="r")[:],
+                                  expected.astype(np.uint8))
 
 
 def test_cli_blockwise_matches_the_usual_path(tmp_path, unet):
