@@ -105,7 +105,7 @@ def predict_large(
     batch_size: int = 4,
     instances: dict | None = None,
     probabilities: bool = False,
-    strip_pixels: int = 16_000_000,
+    strip_pixels: int = 4_000_000,
     progress: Callable[[int], None] | None = None,
 ) -> LargeReport:
     """Predict an image of any size strip by strip, from and to files (see the module docs).
@@ -120,7 +120,8 @@ def predict_large(
         tile_size, batch_size: as :func:`keras_unet.tiling.predict_tiled` (same default tile).
         instances: keyword arguments of :func:`keras_unet.instances.label_instances`
             (``threshold``, ``min_size``, ``border_width``), or None for no instances.
-        strip_pixels: output pixels per strip (memory: about 40 bytes each, plus the model's).
+        strip_pixels: output pixels per strip, at least one row of tiles (memory: about 10 bytes
+            each, plus the model's and one batch of tiles).
         progress: called with the number of image pixels finished after each strip.
 
     Returns:
@@ -163,25 +164,30 @@ def predict_large(
     labeller = _StripLabeller(out / f".{stem}_labels.partial.zarr", (h, w), instances) \
         if instances else None
 
+    threshold = (instances or {}).get("threshold", 0.5)
+
     def read(i: int) -> tuple[int, np.ndarray]:
         t0, t1 = i * per_strip, min((i + 1) * per_strip, py.count)
         rows = rows_idx[t0 * s:(t1 - 1) * s + tile]
         raw = source.rows(int(rows.min()), int(rows.max()) + 1)[rows - rows.min()][:, cols_idx]
-        return t0, normalizer.apply(normalizer.channels_of(raw, source.name), stats)
+        return t0, normalizer.channels_of(raw, source.name)
+
+    def normalize(block: np.ndarray) -> np.ndarray:  # elementwise: the same numbers as whole
+        return normalizer.apply(block, stats)
 
     try:
-        for t0, x in _prefetch(read, n_strips):
-            strip = _predict_strip(model, x, tile, s, px.count, batch_size, n_classes)
+        for t0, raw in _prefetch(read, n_strips):
             y0 = t0 * s
-            strip = strip[:min(h - y0, len(strip)), :w]
-            classes = strip.argmax(-1)
-            writers["mask"].put(y0, (classes * 255 if n_classes == 2 else classes).astype(np.uint8))
+            classes, prob, fg = _predict_strip(model, raw, normalize, tile, s, px.count,
+                                               batch_size, n_classes, threshold)
+            rows = min(h - y0, len(classes))
+            writers["mask"].put(y0, (classes * 255 if n_classes == 2 else classes)[:rows, :w])
             if probabilities:
-                writers["probabilities"].put(y0, np.round(strip[..., 1] * 255).astype(np.uint8))
+                writers["probabilities"].put(y0, prob[:rows, :w])
             if labeller:
-                labeller.add(y0, strip)
+                labeller.add(y0, fg[:rows, :w])
             if progress:
-                progress(len(strip) * w)
+                progress(rows * w)
         for writer in writers.values():
             writer.close()
         for name, writer in writers.items():
@@ -200,20 +206,27 @@ def predict_large(
     return report
 
 
-def _predict_strip(model, x: np.ndarray, tile: int, stride: int, n_cols: int, batch_size: int,
-                   n_classes: int) -> np.ndarray:
-    """Probabilities of one strip of tile rows: each tile's first ``stride`` x ``stride`` output
-    block, stitched as :func:`keras_unet.tiling.predict_tiled` stitches them."""
-    n_rows = (len(x) - tile) // stride + 1
+def _predict_strip(model, raw: np.ndarray, normalize: Callable, tile: int, stride: int,
+                   n_cols: int, batch_size: int, n_classes: int, threshold: float | None):
+    """One strip of tile rows, each tile's first ``stride`` x ``stride`` output block stitched as
+    :func:`keras_unet.tiling.predict_tiled` stitches them. Tiles are normalised one by one, so
+    no float copy of the strip is kept. Returns uint8 class ids, the object probability as uint8
+    0..255 and the object mask (probability above ``threshold``, or the argmax if None)."""
+    n_rows = (len(raw) - tile) // stride + 1
     starts = [(i * stride, j * stride) for i in range(n_rows) for j in range(n_cols)]
-    acc = np.zeros((n_rows * stride, n_cols * stride, n_classes), np.float32)
+    shape = (n_rows * stride, n_cols * stride)
+    classes, prob, fg = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), np.zeros(shape, bool)
     for b in range(0, len(starts), batch_size):
         chunk = starts[b:b + batch_size]
-        tiles = np.stack([x[y:y + tile, c:c + tile] for y, c in chunk])
+        tiles = np.stack([normalize(raw[y:y + tile, c:c + tile]) for y, c in chunk])
         probs = np.asarray(model.predict_on_batch(tiles), np.float32)
         for (y, c), p in zip(chunk, probs):
-            acc[y:y + stride, c:c + stride] = p[:stride, :stride]
-    return acc
+            q, block = p[:stride, :stride], (slice(y, y + stride), slice(c, c + stride))
+            classes[block] = q.argmax(-1)
+            if n_classes == 2:
+                prob[block] = np.round(q[..., 1] * 255)
+                fg[block] = q[..., 1] > threshold if threshold is not None else classes[block] == 1
+    return classes, prob, fg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +240,6 @@ class _StripLabeller:
         import zarr
 
         self.path, self.shape = path, shape
-        self.threshold = settings.get("threshold", 0.5)
         self.min_size = int(settings.get("min_size", 0))
         self.border = int(settings.get("border_width", 0))
         self.fill = settings.get("fill_holes", True)
@@ -235,8 +247,8 @@ class _StripLabeller:
                                chunks=(TIFF_TILE, TIFF_TILE))
         self.count, self.sizes, self.pairs, self.last_row = 0, [np.zeros(1, np.int64)], [], None
 
-    def add(self, y0: int, probs: np.ndarray) -> None:
-        fg = probs[..., 1] > self.threshold if self.threshold is not None else probs.argmax(-1) == 1
+    def add(self, y0: int, fg: np.ndarray) -> None:
+        """Label the object mask ``fg`` (bool rows from ``y0`` on)."""
         labels, n = ndi.label(fg, ndi.generate_binary_structure(2, 1))
         labels = np.where(labels > 0, labels + self.count, 0).astype(np.uint32)
         if self.last_row is not None:

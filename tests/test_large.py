@@ -73,10 +73,9 @@ def test_an_object_across_seams_keeps_one_id(tmp_path):
     probs[50:53, 13:30, 1] = 1  # with a foot in the last strip
     probs[2:4, 30:35, 1] = 1  # a second object
     probs[..., 0] -= probs[..., 1]
-    labeller = _StripLabeller(tmp_path / "t.zarr", (60, 40), {"threshold": 0.5, "min_size": 0,
-                                                             "border_width": 0})
+    labeller = _StripLabeller(tmp_path / "t.zarr", (60, 40), {"min_size": 0, "border_width": 0})
     for y0 in range(0, 60, 16):
-        labeller.add(y0, probs[y0:y0 + 16])
+        labeller.add(y0, probs[y0:y0 + 16, :, 1] > 0.5)
     assert labeller.finish(tmp_path / "labels.tif", "tiff") == 2
     labels = tifffile.imread(tmp_path / "labels.tif")
     assert len(np.unique(labels[5:55, 10:13])) == 1 and labels[51, 20] == labels[30, 11]
@@ -87,10 +86,9 @@ def test_small_objects_are_judged_by_their_whole_size(tmp_path):
     probs = np.zeros((40, 10, 2), np.float32)
     probs[18:22, 4:6, 1] = 1  # 8 px, cut in two by the seam at row 20
     probs[..., 0] = 1 - probs[..., 1]
-    labeller = _StripLabeller(tmp_path / "t.zarr", (40, 10), {"threshold": 0.5, "min_size": 6,
-                                                             "border_width": 0})
-    labeller.add(0, probs[:20])
-    labeller.add(20, probs[20:])
+    labeller = _StripLabeller(tmp_path / "t.zarr", (40, 10), {"min_size": 6, "border_width": 0})
+    labeller.add(0, probs[:20, :, 1] > 0.5)
+    labeller.add(20, probs[20:, :, 1] > 0.5)
     assert labeller.finish(tmp_path / "l.tif", "tiff") == 1  # 4 + 4 px: kept as one 8 px object
 
 
