@@ -2,7 +2,8 @@
 
 :func:`open_source` reads TIFF / BigTIFF (tiled or strips, through ``tifffile``'s zarr store) and
 zarr / OME-Zarr arrays a band of rows at a time, and any other image whole. :class:`StripWriter`
-writes a band of rows at a time, in a thread, to a tiled BigTIFF or a zarr array.
+writes a band of rows at a time, in a thread, to a tiled, zlib-compressed TIFF (BigTIFF when the
+image data exceed 2 GiB; classic TIFF otherwise, which more readers open) or a zarr array.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ class StripWriter:
             import tifffile
 
             tifffile.imwrite(self.path, data=self._tiles_all(), shape=self.shape,
-                             dtype=self.dtype, tile=(TIFF_TILE, TIFF_TILE), bigtiff=True,
+                             dtype=self.dtype, tile=(TIFF_TILE, TIFF_TILE),
+                             bigtiff=self.shape[0] * self.shape[1] * self.dtype.itemsize > 2**31,
                              compression="zlib")
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.error = exc
