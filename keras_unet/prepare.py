@@ -39,7 +39,7 @@ def prepare_training_set(
 
     Args:
         images: ``(H, W)`` or ``(H, W, C)`` arrays in their own dtype.
-        masks: ``(H, W)`` masks (see :func:`keras_unet.data.targets_from_mask`).
+        masks: ``(H, W)`` masks (see :func:`keras_unet.targets.labels_from_mask`).
         config: supplies normalisation, classes, mask type and weight-map settings; its
             ``input_scale`` is set to the images' dtype maximum (255 for 8-bit, ...).
         names: one name per image for error messages (file names, say).
