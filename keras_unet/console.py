@@ -12,6 +12,7 @@ lines and keeps everything else (errors, warnings, progress bars). ``--verbose``
 from __future__ import annotations
 
 import atexit
+import io
 import logging
 import os
 import re
@@ -61,8 +62,16 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         return
     original = os.dup(fd)
     read_end, write_end = os.pipe()
+    sys.stderr.flush()
     os.dup2(write_end, fd)
     os.close(write_end)
+    # Python's stderr object still believes file descriptor 2 is what it was (a seekable file,
+    # say); give it a fresh, unseekable one over the pipe.
+    previous = sys.stderr
+    sys.stderr = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False),
+                                  encoding=previous.encoding or "utf-8",
+                                  errors="backslashreplace", line_buffering=True,
+                                  write_through=True)
 
     def pump() -> None:
         buffer = b""
@@ -81,7 +90,7 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 
     thread = threading.Thread(target=pump, name="keras-unet-stderr", daemon=True)
     thread.start()
-    _state.update(fd=fd, original=original, thread=thread)
+    _state.update(fd=fd, original=original, thread=thread, previous=previous)
     atexit.register(_restore)
 
 
@@ -93,3 +102,4 @@ def _restore() -> None:
         pass
     os.dup2(_state["original"], _state["fd"])  # closes the pipe's last write end: the pump ends
     _state["thread"].join(timeout=2)
+    sys.stderr = _state["previous"]

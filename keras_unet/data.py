@@ -149,6 +149,8 @@ class TrainingSet:
         instances: optional list of int ``(H_i, W_i)`` object ids (for instance metrics).
         min_object_size: the smallest object worth keeping in predictions, px (half the 1st
             percentile of the training objects' areas; 0 when unknown).
+        border_width: the separating border width the labels were made with, px per object (0
+            when no objects were separated: binary and class masks).
     """
 
     images: list[np.ndarray]
@@ -156,6 +158,7 @@ class TrainingSet:
     weights: list[np.ndarray]
     instances: list[np.ndarray] | None = None
     min_object_size: int = 0
+    border_width: int = 0
 
     def __post_init__(self) -> None:
         if not self.images:

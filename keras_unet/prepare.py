@@ -64,7 +64,7 @@ def prepare_training_set(
     normalizer = Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
-    xs, ys, ws, objects, areas = [], [], [], [], []
+    xs, ys, ws, objects, areas, kinds = [], [], [], [], [], set()
     for image, mask, name in zip(images, masks, names):
         if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
             raise ValueError(
@@ -77,6 +77,7 @@ def prepare_training_set(
                 f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
                 f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height); they must match"
             )
+        kinds.add(mask_kind(mask, config.n_classes, config.mask_type))
         y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, name,
                                         config.border_width)
         xs.append(x)
@@ -95,7 +96,9 @@ def prepare_training_set(
                          "nothing to learn; check --masks (0 is background)")
     areas = np.concatenate(areas) if areas else np.zeros(0)
     smallest = int(0.5 * np.percentile(areas, 1)) if areas.size else 0
-    return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest)
+    # only instance masks are separated: binary and class masks' objects never touch
+    border = config.border_width if "instance" in kinds else 0
+    return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest, border)
 
 
 def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None

@@ -136,7 +136,7 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
         normalizer = Normalizer(config.normalization, config.input_scale, data.channels)
         unet = build_unet((None, None, data.channels), config.n_classes, config.depth,
                           config.filters, config.padding, config.dropout, config.batch_norm,
-                          normalizer=normalizer, border_width=config.border_width)
+                          normalizer=normalizer, border_width=data.border_width)
         set_instance_settings(unet, min_size=data.min_object_size)
         model = build_training_model(unet)
         model.compile(optimizer=_optimizer(config), jit_compile=config.jit)
@@ -172,7 +172,7 @@ def _callbacks(config, run_dir: Path, unet, val_data, resume: bool, to_float32, 
         cbs.append(ValidationMetrics(unet, tiles, config.batch_size))
         if val_data.instances is not None and config.n_classes == 2:
             cbs.append(InstanceValidation(unet, val_data.images, val_data.instances,
-                                          config.border_width, -(-config.epochs // 8),
+                                          val_data.border_width, -(-config.epochs // 8),
                                           config.epochs))
         if tensorboard_available():  # every worker: its predict takes part in collectives
             cbs.append(TensorBoardImages(run_dir / "logs", unet, tiles, config.geometry))

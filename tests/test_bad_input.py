@@ -387,3 +387,19 @@ def test_help_is_fast():
         pytest.skip("keras-unet is not installed as a command")
     proc = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "predict" in proc.stdout
+
+
+def test_stderr_redirected_to_a_file(tmp_path, model_file):
+    """The console filter keeps stderr usable when it is a regular file (a seekable one)."""
+    command = Path(sys.executable).with_name("keras-unet")
+    if not command.exists():
+        pytest.skip("keras-unet is not installed as a command")
+    images, masks = write_pairs(tmp_path)
+    with open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.run([str(command), "evaluate", str(model_file), "--images", str(images),
+                               "--masks", str(masks), "--json"], stdout=subprocess.PIPE,
+                              stderr=err, text=True, timeout=300)
+    assert proc.returncode == 0, (tmp_path / "err.txt").read_text()
+    assert "pixel_error" in json.loads(proc.stdout)["mean"]
+    text = (tmp_path / "err.txt").read_text()
+    assert "Evaluating" in text and "I0000" not in text
