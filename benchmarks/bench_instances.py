@@ -3,7 +3,8 @@
     python benchmarks/bench_instances.py [--model RUN/model.keras]
 
 Times, side by side in one run: the network's overlap-tile prediction of a 1024x1024 image
-(``predict_tiled``; a trained model if given, else the default network: depth 5, 16 filters) and
+(``predict_tiled``; a trained model if given, else the ``fit`` default network: depth 4, 32
+filters) and
 ``label_instances`` on its probabilities (components, small objects, holes, growing back into the
 separating borders), and with ``--watershed`` splitting. The image is the built-in demo data
 (about 1,500 touching cells); an untrained network gives noise, so its object probability is
@@ -18,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from _timing import median_time  # noqa: E402
 
 from keras_unet.data import demo_data  # noqa: E402
@@ -33,9 +35,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a trained .keras model (1 channel)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    unet = load_model(args.model) if args.model else build_unet(filters=16, border_width=1)
+    unet = load_model(args.model) if args.model else build_unet(depth=4, filters=32, border_width=1)
     image = demo_data(1, 1024, seed=7)[0][0]
-    x = normalizer_of(unet)(image)
+    normalizer = normalizer_of(unet)
+    x = normalizer(np.repeat(image, normalizer.channels, axis=-1))  # grey as the model's channels
     network = median_time(lambda: predict_tiled(unet, x), args.repeat)
     probs = predict_tiled(unet, x)
     probs[..., 1] = 0.5 * probs[..., 1] + 0.5 * (demo_data(1, 1024, seed=7)[1][0] > 0)

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels, watershed
 
-__all__ = ["label_instances", "grow_into_gaps", "relabel_sequential", "label_dtype"]
+__all__ = ["label_instances", "grow_into_gaps", "fill_object_holes", "relabel_sequential", "label_dtype"]
 
 FOUR = ndi.generate_binary_structure(2, 1)
 
@@ -121,16 +121,33 @@ def label_instances(
         small[0] = False
         labels = np.where(small[labels], 0, labels)
     if fill_holes:
-        labels = _fill_holes(labels)
+        labels = fill_object_holes(labels)
     labels = grow_into_gaps(labels, border_width)
     return relabel_sequential(labels)
 
 
-def _fill_holes(labels: np.ndarray) -> np.ndarray:
-    """Background regions not connected to the image border take the id of the object around
-    them (the holes of an object; a hole between two objects goes to the nearer one)."""
-    holes = ndi.binary_fill_holes(labels > 0) & (labels == 0)
+def fill_object_holes(labels: np.ndarray) -> np.ndarray:
+    """Holes take the id of the object around them.
+
+    A hole is a 4-connected background region that does not touch the image's edge; it takes the
+    largest id among the object pixels next to it (the one object around it, in all but the
+    rare hole bordered by two objects). Linear in the image size: two labellings and a 3x3
+    dilation, no distance transform.
+    """
+    background, n = ndi.label(labels == 0, FOUR)
+    if n == 0:
+        return labels
+    edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0],
+                                     background[:, -1]]))
+    is_hole = np.ones(n + 1, bool)
+    is_hole[edge] = False
+    is_hole[0] = False
+    holes = is_hole[background]
     if not holes.any():
         return labels
-    filled = expand_labels(labels, distance=max(labels.shape))
-    return np.where(holes, filled, labels)
+    # each hole pixel next to an object sees the object's id; spread it over the hole's region
+    around = ndi.grey_dilation(labels, size=(3, 3))
+    touching = holes & (around > 0)
+    owner = np.zeros(n + 1, labels.dtype)
+    np.maximum.at(owner, background[touching], around[touching])
+    return np.where(holes, owner[background], labels)

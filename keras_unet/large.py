@@ -39,7 +39,7 @@ from scipy import ndimage as ndi
 
 from ._compat import keras
 from .files import check_writable
-from .instances import grow_into_gaps, label_dtype
+from .instances import fill_object_holes, grow_into_gaps, label_dtype
 from .lazyio import (  # noqa: F401  (open_source and image_pixels re-exported)
     BLOCKWISE_PIXELS,
     TIFF_TILE,
@@ -285,19 +285,9 @@ class _StripLabeller:
                 a, b = max(0, y0 - halo), min(h, y0 + step + halo)
                 window = lut[np.asarray(self.store[a:b])]
                 if self.fill:
-                    window = _fill_inner_holes(window)
+                    window = fill_object_holes(window)
                 window = grow_into_gaps(window, self.border)
                 writer.put(y0, window[y0 - a:y0 - a + min(step, h - y0)].astype(dtype))
         finally:
             writer.close()
         return len(kept)
-
-
-def _fill_inner_holes(labels: np.ndarray) -> np.ndarray:
-    """Holes inside objects take the object's id (as :func:`label_instances` fills them); a
-    background region touching the window's edge is left as it is."""
-    holes = ndi.binary_fill_holes(labels > 0) & (labels == 0)
-    if not holes.any():
-        return labels
-    _, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
-    return np.where(holes, labels[iy, ix], labels)
