@@ -219,6 +219,19 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not (tmp_path / "r" / "model.keras").exists()
 
 
+def test_a_run_that_diverges_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 2})
+
+    class PoisonAtOnce(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            kernel = self.model.get_layer("logits").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    with pytest.raises(TrainingDiverged, match="NaN at epoch 1, step 1; no epoch finished"):
+        train(config, tiny_data(config), tmp_path / "r", verbose=0, callbacks=[PoisonAtOnce()])
+    assert not (tmp_path / "r").exists()
+
+
 def test_nan_in_an_image_is_one_line_from_the_cli(tmp_path):
     import cv2
 
