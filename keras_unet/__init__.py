@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.util
 import sys
 
 from ._version import __version__
@@ -113,8 +114,6 @@ class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
 if "keras" in sys.modules or "tensorflow" in sys.modules:
     _register_layers()
 elif not any(isinstance(f, _RegisterAfterKeras) for f in sys.meta_path):
-    import importlib.util  # noqa: F401  (used by the finder)
-
     sys.meta_path.insert(0, _RegisterAfterKeras())
 
 

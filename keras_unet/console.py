@@ -12,14 +12,22 @@ lines and keeps everything else (errors, warnings, progress bars). ``--verbose``
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import logging
 import os
 import re
 import sys
 import threading
+import types
 
-__all__ = ["quiet_tensorflow", "NATIVE_LOG", "one_line"]
+__all__ = ["quiet_tensorflow", "NATIVE_LOG", "one_line", "no_bar"]
+
+
+@contextlib.contextmanager
+def no_bar(length: int, label: str):
+    """A stand-in for ``click.progressbar(length=, label=)`` that shows nothing."""
+    yield types.SimpleNamespace(update=lambda _n: None)
 
 
 def one_line(exc: BaseException) -> str:

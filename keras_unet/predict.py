@@ -14,10 +14,8 @@ could be written, so a refused run leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import types
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ._compat import keras, tf
+from .console import no_bar
 from .files import atomic_path, check_writable
 from .images import IMAGE_SUFFIXES, list_images, read_pages
 from .instances import label_dtype, label_instances
@@ -320,7 +319,7 @@ def predict_files(
         if blockwise or path.suffix.lower() == ".zarr" or (pixels or 0) > BLOCKWISE_PIXELS:
             if predictor.kind != "keras":
                 raise ValueError(f"{path}: block-wise prediction needs a .keras model")
-            with (progressbar or _no_bar)(length=pixels or 1, label=(
+            with (progressbar or no_bar)(length=pixels or 1, label=(
                     f"{path.name}: {(pixels or 0) / 1e6:.0f} megapixels, block-wise")) as bar:
                 done = predict_large(predictor.model, path, out.ensure(), tile_size, batch_size,
                                      settings, save_probabilities, progress=bar.update)
@@ -336,10 +335,6 @@ def predict_files(
 
     return _each_file(files, output, one, progress)
 
-
-@contextlib.contextmanager
-def _no_bar(length: int, label: str):
-    yield types.SimpleNamespace(update=lambda _n: None)
 
 
 def _each_file(files: list[Path], output, one: Callable, progress=None,

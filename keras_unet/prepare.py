@@ -7,12 +7,11 @@ separate touching objects and compute the weight maps, once, before training.
 
 from __future__ import annotations
 
-import contextlib
-import types
 from typing import Callable
 
 import numpy as np
 
+from .console import no_bar
 from .config import TrainConfig
 from .data import TrainingSet, demo_data, split_validation
 from .images import load_pairs
@@ -150,13 +149,9 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     if "binary" in kinds and any(int(y.max()) == 255 for y in ys):
         say("Binary masks: 0 is background, 255 is class 1.")
     n = len(xs) + (len(val[0]) if val else 0)
-    with (progressbar or _no_bar)(length=n, label="Computing weight maps") as bar:
+    with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
         val_set = (prepare_training_set(*val[:2], config, val[2], progress=bar.update,
                                         keep_instances=True) if val else None)
         train_set = prepare_training_set(xs, ys, config, names, progress=bar.update)
     return train_set, val_set
 
-
-@contextlib.contextmanager
-def _no_bar(length: int, label: str):
-    yield types.SimpleNamespace(update=lambda _n: None)

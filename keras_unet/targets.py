@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as label_regions
 
+from .config import MASK_TYPES
 from .weights import instances_from_mask, looks_binary, to_instances, unet_weight_map
 
 __all__ = ["MASK_TYPES", "mask_kind", "labels_from_mask", "targets_from_mask",
@@ -74,7 +75,6 @@ def check_instance_mask(mask: np.ndarray, source: str = "mask") -> None:
             "(check --masks; binary masks hold 0 and 1 or 255)"
         )
 
-MASK_TYPES = ("auto", "instance", "binary", "class")
 
 
 def mask_kind(mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto") -> str:
