@@ -56,6 +56,7 @@ _EXPORTS = {
     "warp": "augment",
     "train": "training",
     "export_saved_model": "export",
+    "export_bioimageio": "export",
     "check_export": "export",
     "ServingClient": "serving",
     "predict_tiled": "tiling",

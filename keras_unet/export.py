@@ -28,14 +28,17 @@ import cv2
 import numpy as np
 
 from ._compat import keras, tf
+from .bioimage import export_bioimageio  # noqa: F401  (the bioimage.io format, see there)
 from .files import check_writable, write_json_atomic
 from .model import geometry_of
 from .preprocess import instance_settings_of, normalizer_of
+from .runs import run_record
 from .signatures import serving_functions
 from .tiling import predict_tiled
 from .warmup import write_warmup
 
 __all__ = [
+    "export_bioimageio",
     "export_saved_model",
     "export_model_file",
     "next_version",
@@ -327,11 +330,4 @@ def export_model_file(
 
 def _run_config(model_path: str | os.PathLike) -> dict:
     """The config.json of the run a model file belongs to, for the record; {} if none."""
-    path = Path(model_path)
-    for folder in (path.parent, path.parent.parent):
-        if (folder / "config.json").is_file():
-            try:
-                return json.loads((folder / "config.json").read_text())
-            except json.JSONDecodeError:
-                return {}
-    return {}
+    return run_record(model_path)[0]

@@ -143,6 +143,21 @@ def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     return {k: [number(r[k]) for r in rows] for k in rows[0]}
 
 
+def run_record(model_path: str | os.PathLike) -> tuple[dict, dict[str, list[float]]]:
+    """The ``config.json`` and ``history.csv`` (:func:`read_history`) of the run a model file
+    belongs to: beside it, or one folder up for ``checkpoints/best.keras``; {} where missing."""
+    path = Path(model_path)
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "config.json").is_file():
+            try:
+                config = json.loads((folder / "config.json").read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                config = {}
+            return (config if isinstance(config, dict) else {},
+                    read_history(folder / "history.csv"))
+    return {}, {}
+
+
 @dataclass
 class RunPlan:
     """A checked request to train: the settings, where the run goes, and whether it resumes."""
