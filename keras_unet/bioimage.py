@@ -264,12 +264,13 @@ def check_bioimageio(package: str | os.PathLike, python: str | None = None,
 
     The process imports no keras_unet (it is blocked), so the test shows the package works
     without it. ``python``: the interpreter of an environment that has bioimageio.core
-    (default: this one). Returns ``[{"format", "status", "report"}]``; status ``"passed"`` or
+    (default: ``$KERAS_UNET_BIOIMAGEIO_PYTHON``, else this one). Returns ``[{"format", "status", "report"}]``; status ``"passed"`` or
     ``"failed"``.
     """
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     with tempfile.TemporaryDirectory(prefix="bioimageio-check-") as cwd:
-        proc = subprocess.run([python or sys.executable, "-c", CHECK_SCRIPT,
+        python = python or os.environ.get("KERAS_UNET_BIOIMAGEIO_PYTHON") or sys.executable
+        proc = subprocess.run([python, "-c", CHECK_SCRIPT,
                                str(Path(package).resolve())], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)
     marker = [line for line in proc.stdout.splitlines() if line.startswith("@@")]
