@@ -35,6 +35,7 @@ from .bioimage_model import (
     INPUT_ID,
     OUTPUT_ID,
     PackageGeometry,
+    author_list,
     build_rdf,
     package_geometry,
     package_readme,
@@ -182,6 +183,7 @@ def export_bioimageio(
     config = dict(config or {})
     if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
         raise ValueError(f"--name {name!r} cannot be a file name; use letters, digits, '-', '_'")
+    author_list(authors)  # refuse an empty list now, not after the weights are written
     check_writable(output, "output folder")
     target = Path(output) / f"{name}.zip"
     pg = package_geometry(geometry_of(model))

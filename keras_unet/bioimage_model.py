@@ -163,7 +163,8 @@ def rdf_name(name: str) -> str:
     return clean if len(clean) >= 5 else f"{clean} (keras-unet U-Net)"
 
 
-def _authors(authors: str) -> list[dict]:
+def author_list(authors: str) -> list[dict]:
+    """``[{"name": ...}]`` from names separated by ``;``."""
     names = [a.strip() for a in authors.split(";") if a.strip()]
     if not names:
         raise ValueError("--authors must name at least one author ('Name; Other Name')")
@@ -195,7 +196,7 @@ def build_rdf(model: keras.Model, pg: PackageGeometry, *, name: str, description
                    {"type": "channel", "channel_names": _class_names(n_classes)}]
     return {
         "type": "model", "format_version": "0.5.4", "name": rdf_name(name),
-        "description": description, "authors": _authors(authors), "license": license,
+        "description": description, "authors": author_list(authors), "license": license,
         "cite": [
             {"text": "Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical "
                      "Image Segmentation. MICCAI 2015", "doi": PAPER_DOI},

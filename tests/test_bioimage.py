@@ -178,6 +178,8 @@ def test_bioimageio_core_tiling_equals_keras_unet_predict(tiny_run, tmp_path, rn
     (["--version", "2"], "--version is an option of --format savedmodel"),
     (["--license", "NOT-A-LICENCE"], "the bioimage.io description is not valid: license"),
     (["--image", "missing.png"], "--image missing.png does not exist"),
+    (["--authors", " ; "], "--authors must name at least one author"),
+    (["--name", "a/b"], "--name 'a/b' cannot be a file name"),
 ])
 def test_export_bad_bioimageio_options_get_one_line(tiny_run, tmp_path, monkeypatch, args,
                                                     message):
