@@ -239,7 +239,8 @@ def _figures(history: dict[str, float] | None) -> str:
     names = {"val_ap50": "AP at IoU 0.5", "val_map": "mAP (IoU 0.5-0.95)", "val_dice": "Dice",
              "val_iou": "foreground IoU", "val_pixel_error": "pixel error", "val_loss": "loss",
              "val_merges": "merged objects"}
-    rows = [f"| {names.get(k, k)} | {v:.3f} |" for k, v in sorted(history.items())
+    rows = [f"| {names.get(k, k)} | {v:.0f} |" if k == "val_merges" else
+            f"| {names.get(k, k)} | {v:.3f} |" for k, v in sorted(history.items())
             if k.startswith("val_") and np.isfinite(v)]
     return "\n".join(["On the validation images held out by `keras-unet fit` (latest value):", "",
                       "| figure | value |", "|---|---|", *rows])
