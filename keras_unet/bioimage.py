@@ -252,10 +252,12 @@ from bioimageio.spec import load_description
 descr = load_description(sys.argv[1])
 formats = [f for f in ("keras_v3", "keras_hdf5", "tensorflow_saved_model_bundle")
            if getattr(descr.weights, f, None) is not None]
+import bioimageio.core
 out = []
 for wf in formats:
     s = test_model(sys.argv[1], weight_format=wf)
-    out.append({"format": wf, "status": s.status, "report": s.format()})
+    out.append({"format": wf, "status": s.status, "report": s.format(),
+                "core": bioimageio.core.__version__})
 print("@@" + json.dumps(out))
 """
 
@@ -266,8 +268,11 @@ def check_bioimageio(package: str | os.PathLike, python: str | None = None,
 
     The process imports no keras_unet (it is blocked), so the test shows the package works
     without it. ``python``: the interpreter of an environment that has bioimageio.core
-    (default: ``$KERAS_UNET_BIOIMAGEIO_PYTHON``, else this one). Returns ``[{"format", "status", "report"}]``; status ``"passed"`` or
-    ``"failed"``.
+    (default: ``$KERAS_UNET_BIOIMAGEIO_PYTHON``, else this one).
+
+    Returns:
+        ``[{"format", "status", "report", "core"}]``: the weight format, ``"passed"`` or
+        ``"failed"``, the full report (text), bioimageio.core's version.
     """
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     with tempfile.TemporaryDirectory(prefix="bioimageio-check-") as cwd:
@@ -313,7 +318,7 @@ def export_bioimageio_file(
     training configuration and validation figures. ``info``: ``description``, ``authors``,
     ``license`` (see :func:`export_bioimageio`; None: the default). ``ignored``: options of the
     SavedModel export, ``{"--option": value}``; one that is set is refused. With ``check``, the package is tested by
-    :func:`check_bioimageio`: one line per weight format, the full report of a failure, and a
+    :func:`check_bioimageio`: the report of any format that fails, one summary line, and a
     ``ValueError`` if any fails.
     """
     from .predict import load_model
@@ -339,13 +344,16 @@ def export_bioimageio_file(
     if check:
         say("Testing it with bioimageio.core (clean process, without keras_unet)...")
         results = check_bioimageio(zip_path)
+        failed = [r["format"] for r in results if r["status"] != "passed"]
+        passed = [r["format"] for r in results if r["status"] == "passed"]
         for r in results:
-            say(f"  bioimageio test {zip_path.name} [{r['format']}]: {r['status']}")
-        failed = [r for r in results if r["status"] != "passed"]
-        for r in failed:
-            say(r["report"])
+            if r["status"] != "passed":
+                say(r["report"])
+        say(f"bioimageio test {zip_path}: " + (f"failed for {', '.join(failed)}; " if failed
+                                                else "") +
+            (f"passed for {', '.join(passed)}" if passed else "nothing passed") +
+            f" (bioimageio.core {results[0]['core']})")
         if failed:
-            raise ValueError(f"bioimageio test failed for {', '.join(r['format'] for r in failed)}"
-                             " (report above); the package is kept for inspection")
-        say("Check passed.")
+            raise ValueError(f"bioimageio test failed for {', '.join(failed)} (report above); "
+                             "the package is kept for inspection")
     return zip_path

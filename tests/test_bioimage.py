@@ -130,8 +130,8 @@ def test_cli_export_writes_a_package_that_bioimageio_core_passes(tiny_run, tmp_p
     result = invoke("export", tiny_run / "model.keras", "--format", "bioimageio", "--output", out,
                     "--name", "tiny", "--authors", "A. Person; B. Person", "--check")
     assert result.exit_code == 0, result.output
-    for fmt in ("keras_v3", "keras_hdf5", "tensorflow_saved_model_bundle"):
-        assert f"bioimageio test tiny.zip [{fmt}]: passed" in result.output
+    assert (f"bioimageio test {out / 'tiny.zip'}: passed for keras_v3, keras_hdf5, "
+            "tensorflow_saved_model_bundle (bioimageio.core ") in result.output
     assert sorted(p.name for p in out.iterdir()) == ["tiny.zip"]  # no temporary files left
     with zipfile.ZipFile(out / "tiny.zip") as zf:
         names = set(zf.namelist())
@@ -214,3 +214,22 @@ def test_missing_bioimageio_gets_the_install_command(tiny_run, tmp_path, monkeyp
     assert result.exit_code == 1
     assert 'pip install "keras-unet[bioimageio]"' in result.output
     assert not (tmp_path / "bio").exists()
+
+
+def test_a_failed_check_prints_the_report_and_exits_non_zero(tiny_run, tmp_path, monkeypatch):
+    pytest.importorskip("bioimageio.spec")
+    import keras_unet.bioimage as bioimage
+
+    def failing(package, python=None, timeout=900):
+        return [{"format": "keras_v3", "status": "failed", "report": "THE FULL REPORT",
+                 "core": "0.11.0"},
+                {"format": "keras_hdf5", "status": "passed", "report": "fine", "core": "0.11.0"}]
+
+    monkeypatch.setattr(bioimage, "check_bioimageio", failing)
+    result = invoke("export", tiny_run / "model.keras", "--format", "bioimageio", "--output",
+                    tmp_path, "--check")
+    assert result.exit_code == 1
+    assert "THE FULL REPORT" in result.output and "fine" not in result.output
+    assert "failed for keras_v3; passed for keras_hdf5 (bioimageio.core 0.11.0)" in result.output
+    assert "Error: bioimageio test failed for keras_v3" in result.output
+    assert (tmp_path / "unet.zip").is_file()  # kept, as the message says
