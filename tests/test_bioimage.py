@@ -72,6 +72,25 @@ def test_portable_network_equals_the_model_on_the_zero_padded_input(rng):
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_portable_network_of_a_mixed_precision_model_computes_in_float32(rng):
+    import keras
+
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_unet((None, None, 1), depth=2, filters=4)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert mixed.get_layer("down0_conv1").compute_dtype == "bfloat16"
+    net = portable_network(mixed)
+    assert {layer.compute_dtype for layer in net.layers[1:]} == {"float32"}
+    plain = build_unet((None, None, 1), depth=2, filters=4)
+    plain.set_weights(mixed.get_weights())
+    x = rng.normal(size=(1, 40, 40, 1)).astype(np.float32)
+    halo = package_geometry(Geometry(2, "valid")).halo
+    expected = np.asarray(plain(np.pad(x, ((0, 0), (halo, halo), (halo, halo), (0, 0)))))
+    np.testing.assert_allclose(np.asarray(net(x)), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode", ["image", "fixed", "percentile"])
 def test_declared_preprocessing_matches_the_normalizer(mode, rng):
     """The rdf's preprocessing, computed with NumPy as the spec defines it, gives the network
