@@ -13,7 +13,8 @@ from . import main
               default="savedmodel", show_default=True, help="savedmodel: for TF Serving, in "
               "OUTPUT/NAME/VERSION. bioimageio: OUTPUT/NAME.zip for Fiji (deepImageJ), ilastik, "
               "napari, QuPath; needs pip install \"keras-unet[bioimageio]\".")
-@click.option("--name", default="unet", show_default=True, help="TF Serving MODEL_NAME, or the zip's name.")
+@click.option("--name", default="unet", show_default=True,
+              help="TF Serving MODEL_NAME, or the zip's name.")
 @click.option("--version", type=int, help="Integer version (default: the next free one).")
 @click.option("--output", "-o", type=click.Path(), default="exported_models", show_default=True,
               help="Base folder of the export.")
