@@ -317,9 +317,9 @@ def export_bioimageio_file(
     The run's ``config.json`` and ``history.csv`` (beside the model, or one folder up) give the
     training configuration and validation figures. ``info``: ``description``, ``authors``,
     ``license`` (see :func:`export_bioimageio`; None: the default). ``ignored``: options of the
-    SavedModel export, ``{"--option": value}``; one that is set is refused. With ``check``, the package is tested by
-    :func:`check_bioimageio`: the report of any format that fails, one summary line, and a
-    ``ValueError`` if any fails.
+    SavedModel export, ``{"--option": value}``; one that is set is refused. With ``check``, the
+    package is tested by :func:`check_bioimageio`: the report of any format that fails, one
+    summary line, and a ``ValueError`` if any fails.
     """
     from .predict import load_model
 
