@@ -160,7 +160,8 @@ def export_bioimageio(
 
     Args:
         model: a U-Net from :func:`keras_unet.build_unet` (or loaded from ``.keras``).
-        output: the folder of the zip (created if needed).
+        output: the folder of the zip (created if needed), or the zip's path (``*.zip``; its
+            stem is then the name).
         name: the zip's stem, and the model's name in the description.
         description: one or two sentences for people browsing models.
         authors: author names separated by ``;``.
@@ -181,6 +182,8 @@ def export_bioimageio(
     _spec()  # fail early, before any work, if it is missing
     say = log or (lambda _msg: None)
     config = dict(config or {})
+    if Path(output).suffix.lower() == ".zip":
+        output, name = Path(output).parent, Path(output).stem
     if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
         raise ValueError(f"--name {name!r} cannot be a file name; use letters, digits, '-', '_'")
     author_list(authors)  # refuse an empty list now, not after the weights are written

@@ -182,7 +182,8 @@ def test_bioimageio_core_tiling_equals_keras_unet_predict(tiny_run, tmp_path, rn
     from keras_unet.predict import Predictor, load_model
 
     model = load_model(tiny_run / "model.keras")
-    package = export_bioimageio(model, tmp_path, name="tiling")
+    package = export_bioimageio(model, tmp_path / "tiling.zip")  # a zip path works as well
+    assert package == tmp_path / "tiling.zip"
     image = cv2.GaussianBlur(rng.random((200, 168)).astype(np.float32), (0, 0), 3)
     sample = predict(model=load_description(package), blocksize_parameter=2, inputs={
         "raw": Tensor.from_numpy(image[None, ..., None], dims=("batch", "y", "x", "channel"))})
