@@ -171,12 +171,15 @@ def test_cli_export_writes_a_package_that_bioimageio_core_passes(tiny_run, tmp_p
     assert (test_in.shape[1] - 44) % 4 == 0 and test_in.shape[0] == 1
 
 
-def test_bioimageio_core_tiling_equals_keras_unet_predict(tiny_run, tmp_path, rng):
+def test_bioimageio_core_tiling_equals_keras_unet_predict(tiny_run, tmp_path, rng,
+                                                          monkeypatch):
     """Blocks smaller than the image, halo cropped by bioimageio.core: the same probabilities as
     keras-unet's own prediction of the whole image."""
     pytest.importorskip("bioimageio.core")
     import cv2
     from bioimageio.core import Tensor, load_description, predict
+
+    monkeypatch.chdir(tmp_path)  # core unzips the SavedModel into the working directory
 
     from keras_unet.bioimage import export_bioimageio
     from keras_unet.predict import Predictor, load_model
