@@ -11,26 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from keras_unet.cli import main
+from cli_helpers import one_error_line, run
+
 from keras_unet.data import demo_data
 
 TINY = ["--depth", "2", "--filters", "2", "--tile-size", "44", "--epochs", "1",
         "--steps-per-epoch", "2", "--batch-size", "1"]
-
-
-def run(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], env=env)
-
-
-def one_error_line(result, message):
-    """The command failed with exactly one ``Error:`` line holding ``message``, no traceback."""
-    assert result.exit_code != 0, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and message in errors[0], result.output
-    assert "Traceback" not in result.output
 
 
 def write_pairs(tmp, n=2, size=48, masks=None):
