@@ -335,8 +335,6 @@ def export_bioimageio_file(
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
     if image is not None and not Path(image).is_file():
         raise FileNotFoundError(f"--image {image} does not exist")
-    if check:
-        _spec()
     model_path = Path(model_path)
     unet = load_model(model_path)
     info = {k: v for k, v in info.items() if v is not None}

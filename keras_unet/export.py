@@ -310,7 +310,7 @@ def export_model_file(
     unet = load_model(model_path)
     if tile_size is not None:
         geometry_of(unet).check(tile_size, "--tile-size")
-    out = export_saved_model(unet, output, name, version, overwrite, _run_config(model_path),
+    out = export_saved_model(unet, output, name, version, overwrite, run_record(model_path)[0],
                              tile_size, batch_size)
     say(f"SavedModel exported to {out}")
     if check:
@@ -326,8 +326,3 @@ def export_model_file(
             f"{report['max_abs_diff_vs_keras']:.2e}")
         say("Check passed.")
     return out
-
-
-def _run_config(model_path: str | os.PathLike) -> dict:
-    """The config.json of the run a model file belongs to, for the record; {} if none."""
-    return run_record(model_path)[0]
