@@ -179,7 +179,7 @@ def export_bioimageio(
         ValueError: bad name, authors or licence (the description fails validation), or
             bioimageio.spec missing.
     """
-    _spec()  # fail early, before any work, if it is missing
+    spec = _spec()  # fail early, before any work, if it is missing
     say = log or (lambda _msg: None)
     config = dict(config or {})
     if Path(output).suffix.lower() == ".zip":
@@ -195,46 +195,29 @@ def export_bioimageio(
         _default_sample(config) if image is None else image, "sample image"), pg)
     say(f"Building the portable network ({pg.min} + n*{pg.step} px inputs, halo {pg.halo} px)...")
     net = portable_network(model)
-    created = not target.parent.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _write_package(model, net, target, pg, name, description, authors, license, raw,
-                       config, history, say)
-    except BaseException:
-        if created and not any(target.parent.iterdir()):
-            target.parent.rmdir()  # leave no empty folder behind
-        raise
-    say(f"bioimage.io package written to {target}")
-    return target
-
-
-def _write_package(model, net, target, pg, name, description, authors, license, raw, config,
-                   history, say) -> None:
-    """Write the files into a temporary folder beside ``target``, validate, zip to ``target``."""
-    spec = _spec()
-    normalizer = normalizer_of(model)
     from .predict import Predictor
 
     probabilities = Predictor(model)(raw)
     labels = label_instances(probabilities, **instance_settings_of(model))
     test_in = raw.astype(np.float32)[None]
     test_out = np.asarray(net(normalizer.apply(raw)[None], training=False), np.float32)
-    with tempfile.TemporaryDirectory(prefix=".bioimageio-", dir=target.parent) as tmp:
+    description = description.strip() or "U-Net segmentation."
+    # The files go to a temporary folder; the output folder is made only for the finished zip.
+    with tempfile.TemporaryDirectory(prefix="keras-unet-bioimageio-") as tmp:
         folder = Path(tmp)
         say("Writing weights (Keras v3, Keras HDF5, TF SavedModel)...")
         files = write_weights(net, folder, normalizer.channels)
         np.save(folder / "test_input.npy", test_in)
         np.save(folder / "test_output.npy", test_out)
-        write_png(folder / "cover.png", cover_image(raw, probabilities, labels))
-        description_text = description.strip() or "U-Net segmentation."
-        (folder / "README.md").write_text(
-            package_readme(name, description_text, model, pg, config, history))
         tifffile.imwrite(folder / "sample_input.tif", test_in[0])
         tifffile.imwrite(folder / "sample_output.tif", test_out[0])
+        write_png(folder / "cover.png", cover_image(raw, probabilities, labels))
+        (folder / "README.md").write_text(
+            package_readme(name, description, model, pg, config, history))
         files.update(test_input="test_input.npy", test_output="test_output.npy",
                      sample_input="sample_input.tif", sample_output="sample_output.tif",
                      cover="cover.png", documentation="README.md")
-        rdf = build_rdf(model, pg, name=name, description=description_text, authors=authors,
+        rdf = build_rdf(model, pg, name=name, description=description, authors=authors,
                         license=license, config=config, files=files)
         say("Validating the description (bioimageio.spec)...")
         descr = spec.build_description(rdf, context=spec.ValidationContext(root=folder))
@@ -242,8 +225,11 @@ def _write_package(model, net, target, pg, name, description, authors, license, 
             errors = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}"
                                for e in descr.validation_summary.errors)
             raise ValueError(f"the bioimage.io description is not valid: {errors}")
+        target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as partial:
             spec.save_bioimageio_package(descr, output_path=partial)
+    say(f"bioimage.io package written to {target}")
+    return target
 
 
 CHECK_SCRIPT = """
