@@ -6,8 +6,13 @@ foreground is class 1 unless said otherwise.
 * **pixel error**: the fraction of pixels whose class differs (ISBI 2012's pixel error);
 * **IoU** and **Dice** of the foreground class;
 * **Rand error** (ISBI 2012): ``1 -`` the foreground-restricted Rand F-score between the objects of
-  the truth and of the prediction (their 4-connected foreground components), as computed by
-  ``skimage.metrics.adapted_rand_error``; background pixels of the truth are ignored.
+  the truth and of the prediction (their 4-connected foreground components), as the challenge's
+  reference code (Fiji's ``trainableSegmentation.metrics.RandError``) computes it: pixels that are
+  background in the truth are left out, and pixels that are background in the prediction belong
+  to no object (a pixel pair that includes one is never "together"). They are not one big object:
+  that would count every predicted membrane pixel inside a true cell as a merge of all of them.
+  ``skimage.metrics.adapted_rand_error`` computes the score once the prediction's background
+  pixels are given an id each.
 
 Instance metrics take integer label images (0 = background, one id per object) and follow the
 DSB 2018 / StarDist convention:
@@ -67,14 +72,21 @@ def dice(pred: np.ndarray, truth: np.ndarray, cls: int = 1) -> float:
 
 def rand_error(pred: np.ndarray, truth: np.ndarray, cls: int = 1) -> float:
     """ISBI 2012 Rand error: 1 - foreground-restricted Rand F-score of the objects."""
+    pred, truth = _pair(pred, truth)
+    return _rand_error(instances_from_mask(truth == cls), instances_from_mask(pred == cls))
+
+
+def _rand_error(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Foreground-restricted Rand error of two label images (0 = background in both)."""
     from skimage.metrics import adapted_rand_error
 
-    pred, truth = _pair(pred, truth)
-    truth_objects = instances_from_mask(truth == cls)
-    pred_objects = instances_from_mask(pred == cls)
-    if truth_objects.max() == 0:
-        return 0.0 if pred_objects.max() == 0 else 1.0
-    error, _, _ = adapted_rand_error(truth_objects, pred_objects)
+    if truth.max() == 0:
+        return 0.0 if pred.max() == 0 else 1.0
+    # The prediction's background pixels belong to no object: one id each (singletons).
+    pred = pred.astype(np.int64)
+    background = pred == 0
+    pred[background] = pred.max() + 1 + np.arange(int(background.sum()))
+    error, _, _ = adapted_rand_error(truth.astype(np.int64), pred)
     return float(error)
 
 
@@ -151,11 +163,6 @@ def instance_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def rand_error_instances(pred: np.ndarray, truth: np.ndarray) -> float:
-    """ISBI 2012 Rand error between instance labels (1 - foreground-restricted Rand F-score)."""
-    from skimage.metrics import adapted_rand_error
-
+    """ISBI 2012 Rand error between instance labels, as :func:`rand_error` computes it."""
     pred, truth = _pair(pred, truth)
-    if truth.max() == 0:
-        return 0.0 if pred.max() == 0 else 1.0
-    error, _, _ = adapted_rand_error(truth.astype(np.int64), pred.astype(np.int64))
-    return float(error)
+    return _rand_error(np.asarray(truth), np.asarray(pred))

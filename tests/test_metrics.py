@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from keras_unet.metrics import dice, iou, pixel_error, rand_error, segmentation_metrics, summarize
+from keras_unet.metrics import (dice, iou, pixel_error, rand_error, rand_error_instances,
+                                segmentation_metrics, summarize)
 
 
 @pytest.fixture
@@ -33,6 +34,44 @@ def test_rand_error_merge_and_split():
     f = 2 * precision / (precision + 1)
     assert rand_error(merged, truth) == pytest.approx(1 - f)
     assert rand_error(np.zeros_like(truth), np.zeros_like(truth)) == 0
+
+
+def test_rand_error_predicted_membrane_pixels_join_no_object():
+    """A thicker predicted membrane is no merge (ISBI 2012 / Fiji's RandError prunes them)."""
+    truth = np.zeros((5, 9), int)
+    truth[:, :4] = 1
+    truth[:, 5:] = 1  # objects of 20 px either side of column 4
+    pred = np.ones_like(truth)
+    pred[:, 3:6] = 0  # the membrane drawn 3 px wide: 5 px of each true object left out
+    # pairs together in the prediction: 2 * C(15, 2) = 210, all of them right (precision 1);
+    # pairs together in the truth: 2 * C(20, 2) = 380, of which 210 found (recall 210 / 380)
+    recall = 210 / 380
+    assert rand_error(pred, truth) == pytest.approx(1 - 2 * recall / (1 + recall))
+    # the 10 membrane pixels as one object would have merged the two cells (precision < 1)
+    assert rand_error(pred, truth) < 0.29
+
+
+def _fiji_rand_error(truth_labels, pred_labels):
+    """Plain reference: Fiji's RandError.getRandIndexStats (zero row and column pruned)."""
+    t, p = truth_labels.ravel(), pred_labels.ravel()
+    table = np.zeros((t.max() + 1, p.max() + 1))
+    np.add.at(table, (t, p), 1)
+    pairs = lambda x: (x * (x - 1) / 2).sum()  # noqa: E731
+    together = pairs(table[1:, 1:])
+    precision = together / pairs(table[1:, 1:].sum(axis=0))
+    recall = together / pairs(table[1:, :].sum(axis=1))
+    return 1 - 2 * precision * recall / (precision + recall)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rand_error_against_the_challenge_reference(seed):
+    from skimage.measure import label
+
+    rng = np.random.default_rng(seed)
+    truth = label(rng.random((40, 40)) > 0.35, connectivity=1)
+    pred = label((rng.random((40, 40)) > 0.4) | (truth > 0) & (rng.random((40, 40)) > 0.2),
+                 connectivity=1)
+    assert rand_error_instances(pred, truth) == pytest.approx(_fiji_rand_error(truth, pred))
 
 
 def test_empty_cases_and_summary(pair):
