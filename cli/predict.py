@@ -26,6 +26,8 @@ def instance_options(command):
         ("--min-size", dict(type=int, help="Smallest object in px [default: the model's].")),
         ("--border-width", dict(type=int, help="Separating border px to give back to objects "
                                                "[default: the model's training value].")),
+        ("--split-depth", dict(type=float, help="Cut objects at necks this many px deep (0: "
+                                                "off) [default: the model's calibrated one].")),
         ("--watershed", dict(is_flag=True, help="Split touching objects by a seeded watershed."))]):
         command = click.option(decl, **kw)(command)
     return command

@@ -281,8 +281,9 @@ A U-Net (Ronneberger, Fischer, Brox 2015) trained with keras-unet {__version__}:
   of zeros inside the graph; those {pg.halo} px per side (the declared halo) are cropped by the
   tools, so tiled prediction equals whole-image prediction up to the pooling grid.
 - Objects: keras-unet turns the probabilities into cells with threshold {inst['threshold']:g},
-  smallest object {inst['min_size']} px and growing {inst['border_width']} px into the
-  separating borders (`keras-unet predict --instances`).
+  smallest object {inst['min_size']} px, cuts at necks {inst.get('split_depth', 0):g} px deep
+  (0: none) and growing {inst['border_width']} px into the separating borders
+  (`keras-unet predict --instances`).
 
 ## Run it
 - **Fiji (deepImageJ):** Plugins > deepImageJ > deepImageJ Install Model, choose this zip

@@ -29,7 +29,7 @@ from .metrics import (
 from .predict import InstanceOptions, Predictor, validate_batch_tile
 from .targets import labels_from_mask
 
-__all__ = ["evaluate_files", "format_table", "calibrate_instances"]
+__all__ = ["evaluate_files", "format_table", "calibrate_instances", "choose_instance_settings"]
 
 
 def evaluate_files(
@@ -104,12 +104,13 @@ def format_table(result: dict) -> str:
 
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+#: neck depths (px) tried by :func:`calibrate_instances`; 0 = no split
+SPLIT_DEPTHS = (0.0, 1.0, 1.5, 2.0, 3.0)
 
 
 def calibrate_instances(unet: keras.Model, images: list, instances: list, border_width: int,
                         min_size: int = 0) -> dict:
-    """The decision threshold that gives the best AP at IoU 0.5 on labelled (validation) images,
-    ties going to the better mAP.
+    """The decision threshold and neck depth that suit labelled (validation) images best.
 
     Args:
         unet: a two-class U-Net.
@@ -117,17 +118,34 @@ def calibrate_instances(unet: keras.Model, images: list, instances: list, border
         border_width: the model's separating border width; min_size: its smallest object (px).
 
     Returns:
-        ``{"threshold", "ap50", "map"}`` for the thresholds ``THRESHOLDS``.
+        :func:`choose_instance_settings` on the network's probabilities.
     """
     from .tiling import predict_tiled
 
     probs = [predict_tiled(unet, image) for image in images]
+    return choose_instance_settings(probs, instances, border_width, min_size)
+
+
+def choose_instance_settings(probs: list, instances: list, border_width: int,
+                             min_size: int = 0) -> dict:
+    """The pair of ``THRESHOLDS`` x ``SPLIT_DEPTHS`` with the best AP at IoU 0.5, ties going to
+    the better mAP, then to no split and the lower threshold.
+
+    Args:
+        probs: ``(H, W, 2)`` class probabilities per image; instances: ``(H, W)`` true ids.
+
+    Returns:
+        ``{"threshold", "split_depth", "ap50", "map"}``.
+    """
     best = None
-    for threshold in THRESHOLDS:
-        scores = instance_scores([
-            instance_counts(label_instances(p, threshold, min_size, border_width), t)
-            for p, t in zip(probs, instances)])
-        key = (scores["ap50"], scores["map"])
-        if best is None or key > best[0]:
-            best = (key, {"threshold": threshold, "ap50": scores["ap50"], "map": scores["map"]})
+    for split_depth in SPLIT_DEPTHS:
+        for threshold in THRESHOLDS:
+            scores = instance_scores([
+                instance_counts(label_instances(p, threshold, min_size, border_width,
+                                                split_depth), t)
+                for p, t in zip(probs, instances)])
+            key = (scores["ap50"], scores["map"])
+            if best is None or key > best[0]:
+                best = (key, {"threshold": threshold, "split_depth": split_depth,
+                              "ap50": scores["ap50"], "map": scores["map"]})
     return best[1]

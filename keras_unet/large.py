@@ -120,6 +120,7 @@ def predict_large(
         tile_size, batch_size: as :func:`keras_unet.tiling.predict_tiled` (same default tile).
         instances: keyword arguments of :func:`keras_unet.instances.label_instances`
             (``threshold``, ``min_size``, ``border_width``), or None for no instances.
+            ``split_depth`` is not applied: cutting objects at necks needs each object whole.
         strip_pixels: output pixels per strip, at least one row of tiles (memory: about 10 bytes
             each, plus the model's and one batch of tiles).
         progress: called with the number of image pixels finished after each strip.

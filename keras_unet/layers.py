@@ -22,15 +22,17 @@ class Preprocessing(keras.layers.Layer):
 
     Placed by :func:`keras_unet.build_unet` right after the input. ``mode`` and ``scale`` are the
     preprocessing (:class:`keras_unet.preprocess.Normalizer`, read back by
-    :func:`keras_unet.preprocess.normalizer_of`); ``border_width``, ``threshold`` and
-    ``min_size`` are how its probabilities become objects
+    :func:`keras_unet.preprocess.normalizer_of`); ``border_width``, ``threshold``, ``min_size``
+    and ``split_depth`` are how its probabilities become objects
     (:func:`keras_unet.instances.label_instances`, read back by
     :func:`keras_unet.preprocess.instance_settings_of`): the separating border width it was
-    trained with, the decision threshold calibrated after training, and the smallest object size.
+    trained with, the decision threshold and neck depth calibrated after training, and the
+    smallest object size.
     """
 
     def __init__(self, mode: str = "image", scale: float = 255.0, border_width: int = 0,
-                 threshold: float = 0.5, min_size: int = 0, **kwargs):
+                 threshold: float = 0.5, min_size: int = 0, split_depth: float = 0.0,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if mode not in ("image", "fixed", "percentile") or not float(scale) > 0:
@@ -38,7 +40,7 @@ class Preprocessing(keras.layers.Layer):
                              f"{mode!r} and {scale!r}")
         self.mode, self.scale = mode, float(scale)
         self.border_width, self.threshold = int(border_width), float(threshold)
-        self.min_size = int(min_size)
+        self.min_size, self.split_depth = int(min_size), float(split_depth)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -49,7 +51,8 @@ class Preprocessing(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(mode=self.mode, scale=self.scale, border_width=self.border_width,
-                      threshold=self.threshold, min_size=self.min_size)
+                      threshold=self.threshold, min_size=self.min_size,
+                      split_depth=self.split_depth)
         return config
 
 

@@ -35,18 +35,19 @@ from .tiling import predict_tiled
 __all__ = ["load_model", "Predictor", "predict_files", "predict_files_remote", "predict_instances",
            "expand_inputs", "PredictReport", "mask_image", "InstanceOptions"]
 
-INSTANCE_DEFAULTS = {"border_width": 0, "threshold": 0.5, "min_size": 0}
+INSTANCE_DEFAULTS = {"border_width": 0, "threshold": 0.5, "min_size": 0, "split_depth": 0.0}
 
 
 @dataclass
 class InstanceOptions:
     """How probabilities become objects (:func:`keras_unet.instances.label_instances`); None
     takes the value stored in the model (its training border width, calibrated threshold and
-    smallest object size)."""
+    neck depth, and smallest object size)."""
 
     threshold: float | None = None
     min_size: int | None = None
     border_width: int | None = None
+    split_depth: float | None = None
     watershed: bool = False
 
     @classmethod
@@ -62,6 +63,8 @@ class InstanceOptions:
             raise ValueError(f"--threshold must be in [0, 1), got {values['threshold']!r}")
         if int(values["min_size"]) < 0 or int(values["border_width"]) < 0:
             raise ValueError("--min-size and --border-width must be >= 0")
+        if not float(values["split_depth"]) >= 0:
+            raise ValueError(f"--split-depth must be >= 0 px, got {values['split_depth']!r}")
         return {**values, "watershed_split": self.watershed}
 
 
@@ -326,6 +329,9 @@ def predict_files(
             out.report.written.extend(done.outputs.values())
             out.report.notes.append(f"{path.name}: {done.shape[1]}x{done.shape[0]} px predicted "
                                     f"block-wise, {done.megapixels_per_second:.1f} megapixels/s")
+            if settings and float(settings["split_depth"]) > 0:
+                out.report.notes.append(f"{path.name}: objects are not cut at necks block-wise "
+                                        "(--split-depth applies to whole images only)")
             return
         pages = read_pages(path)
         names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]

@@ -59,6 +59,8 @@ __all__ = [
 
 NORMALIZATIONS = ("image", "fixed", "percentile")
 PERCENTILES = (1.0, 99.8)  # "percentile" mode: these map to 0 and 1 (CSBDeep's defaults)
+#: the object settings a model stores (:func:`instance_settings_of`)
+INSTANCE_KEYS = ("border_width", "threshold", "min_size", "split_depth")
 EPS = 1e-6  # relative to ``scale``: a flat image is divided by this, not by 0
 
 
@@ -210,12 +212,12 @@ def normalizer_of(model: keras.Model) -> Normalizer:
 
 def instance_settings_of(model: keras.Model) -> dict[str, Any]:
     """How the model's probabilities become objects: ``{"border_width", "threshold",
-    "min_size"}`` as stored in its :class:`Preprocessing` layer (defaults for older models)."""
+    "min_size", "split_depth"}`` as stored in its :class:`Preprocessing` layer (defaults for
+    older models)."""
     for layer in model.layers:
         if isinstance(layer, Preprocessing):
-            return {"border_width": layer.border_width, "threshold": layer.threshold,
-                    "min_size": layer.min_size}
-    return {"border_width": 0, "threshold": 0.5, "min_size": 0}
+            return {key: getattr(layer, key) for key in INSTANCE_KEYS}
+    return {"border_width": 0, "threshold": 0.5, "min_size": 0, "split_depth": 0.0}
 
 
 def set_instance_settings(model: keras.Model, **settings: Any) -> None:
@@ -225,7 +227,7 @@ def set_instance_settings(model: keras.Model, **settings: Any) -> None:
         raise ValueError(f"model {model.name!r} has no preprocessing layer; build it with "
                          "keras_unet.build_unet")
     for key, value in settings.items():
-        if key not in ("border_width", "threshold", "min_size"):
+        if key not in INSTANCE_KEYS:
             raise ValueError(f"unknown instance setting {key!r}")
         setattr(layer, key, type(getattr(layer, key))(value))
 

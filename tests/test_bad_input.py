@@ -210,6 +210,7 @@ def test_predict_server_closed_port_respects_the_timeout(tmp_path):
 @pytest.mark.parametrize("option,value,message", [
     ("--threshold", "1.5", "--threshold must be in [0, 1)"),
     ("--min-size", "-3", "--min-size and --border-width must be >= 0"),
+    ("--split-depth", "-1", "--split-depth must be >= 0 px"),
     ("--tile-size", "35", "tile size 35 is not valid"),
 ])
 def test_predict_instance_options(tmp_path, model_file, option, value, message):

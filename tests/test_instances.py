@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from keras_unet.instances import grow_into_gaps, label_dtype, label_instances, relabel_sequential
+from keras_unet.instances import (grow_into_gaps, label_dtype, label_instances, relabel_sequential,
+                                  split_at_necks)
 from keras_unet.metrics import TAUS, instance_counts, instance_metrics, instance_scores
 from keras_unet.targets import check_instance_mask, labels_from_mask, separate_touching
 
@@ -105,6 +106,67 @@ def test_threshold_none_is_argmax_and_watershed_splits():
     assert label_instances(probs, 0.2, border_width=0, watershed_split=True,
                            seed_threshold=0.9).max() == 2
     np.testing.assert_array_equal(label_instances(probs, None, border_width=0) > 0, p > 0.5)
+
+
+def disks(centres, radius, shape=(40, 70)):
+    """A boolean image of the union of disks, and each disk on its own."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    each = [(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2 for cy, cx in centres]
+    return np.logical_or.reduce(each), each
+
+
+@pytest.mark.parametrize("depth", [1.0, 1.5, 2.0])
+def test_split_at_necks_cuts_two_overlapping_disks_at_the_waist(depth):
+    blob, (left, right) = disks([(20, 22), (20, 40)], 11)  # centres 18 px apart, radius 11
+    parts = split_at_necks(blob.astype(np.int32), depth)
+    ids = np.unique(parts[parts > 0])
+    assert len(ids) == 2
+    for disk in (left, right):  # each part is one disk, give or take the shared lens
+        overlap = [np.sum((parts == i) & disk) / np.sum((parts == i) | disk) for i in ids]
+        assert max(overlap) > 0.8
+    assert np.array_equal(parts > 0, blob)  # no pixel lost or added
+
+
+def test_split_at_necks_leaves_convex_and_small_objects_and_never_joins_two():
+    yy, xx = np.mgrid[0:40, 0:70]
+    ellipse = ((yy - 20) / 8.0) ** 2 + ((xx - 30) / 25.0) ** 2 <= 1  # long, but no waist
+    labels = ellipse.astype(np.int32)
+    labels[2:5, 2:5] = 2  # too small for a 3 px maximum: keeps its id all the same
+    labels[30:38, 60:64] = 3
+    labels[30:38, 64:68] = 4  # two objects side by side stay two
+    for depth in (1.0, 2.0, 3.0):
+        parts = split_at_necks(labels, depth)
+        assert np.array_equal(parts > 0, labels > 0)
+        for obj in (1, 2, 3, 4):
+            assert len(np.unique(parts[labels == obj])) == 1
+        assert len(np.unique(parts[parts > 0])) == 4
+    np.testing.assert_array_equal(split_at_necks(labels, 0), labels)
+    with pytest.raises(ValueError, match="split depth"):
+        split_at_necks(labels, -1)
+
+
+def test_label_instances_splits_at_necks_before_growing_into_gaps():
+    blob, _ = disks([(20, 22), (20, 40)], 11)
+    probs = probabilities_of(blob.astype(float))
+    assert label_instances(probs, 0.5, border_width=1).max() == 1
+    split = label_instances(probs, 0.5, border_width=1, split_depth=1.5)
+    assert split.max() == 2 and np.all(split[blob] > 0)
+    # growing into gaps fills only the notches either side of the new cut
+    assert 0 < np.sum((split > 0) & ~blob) <= 4
+
+
+def test_calibration_chooses_a_neck_depth_only_where_it_helps():
+    from keras_unet.evaluate import choose_instance_settings
+
+    blob, (left, right) = disks([(20, 22), (20, 40)], 11)
+    truth = np.where(left, 1, 0)
+    truth[right & ~left] = 2  # two nuclei, drawn by the network as one blob
+    probs = probabilities_of(blob * 0.9)
+    chosen = choose_instance_settings([probs], [truth], border_width=0)
+    assert chosen["split_depth"] > 0 and chosen["ap50"] == 1.0
+    lone, _ = disks([(20, 30)], 11)  # one round nucleus: cutting gains nothing, so no cut
+    chosen = choose_instance_settings([probabilities_of(lone * 0.9)], [lone.astype(int)], 0)
+    assert chosen == {"threshold": 0.3, "split_depth": 0.0, "ap50": 1.0, "map": 1.0}
 
 
 def test_relabel_and_dtype():

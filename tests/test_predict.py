@@ -148,10 +148,10 @@ def test_predict_instances_writes_a_label_tiff_of_the_image_size(tmp_path, shape
     from keras_unet.preprocess import instance_settings_of, set_instance_settings
 
     net = build_unet(depth=2, filters=2, border_width=1)
-    set_instance_settings(net, threshold=0.3, min_size=2)
+    set_instance_settings(net, threshold=0.3, min_size=2, split_depth=1.5)
     net.save(tmp_path / "m.keras")
     assert instance_settings_of(load_model(tmp_path / "m.keras")) == {
-        "border_width": 1, "threshold": 0.3, "min_size": 2}
+        "border_width": 1, "threshold": 0.3, "min_size": 2, "split_depth": 1.5}
     image = tmp_path / "cells.png"
     cv2.imwrite(str(image), (demo_data(1, shape, seed=2)[0][0, ..., 0] * 255).astype(np.uint8))
     result = run("predict", tmp_path / "m.keras", image, "-o", tmp_path / "out", "--instances")
