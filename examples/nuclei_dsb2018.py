@@ -16,8 +16,9 @@ user would type::
 
 then the same with ``--no-weight-map``. It prints AP at IoU 0.5, mAP (IoU 0.5 ... 0.95), F1 and
 the merge count for both, beside the *ceiling* of the task without separation: the true
-foreground cut into connected components, scored the same way. ``--fit-args`` passes more options
-to both trainings (experiments).
+foreground cut into connected components, scored the same way, and that foreground cut at necks
+as well (what separation by shape alone could reach). ``--fit-args`` passes more options to both
+trainings (experiments).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_unet.images import read_mask
+from keras_unet.instances import split_at_necks
 from keras_unet.metrics import instance_counts, instance_scores
 from keras_unet.weights import instances_from_mask
 
@@ -56,12 +58,14 @@ def link(data: Path, out: Path, names: list[str]) -> tuple[Path, Path]:
     return out / "images", out / "masks"
 
 
-def ceiling(masks: Path) -> dict:
-    """Scores of the perfect foreground mask cut into 4-connected components."""
+def ceiling(masks: Path, split_depth: float = 0.0) -> dict:
+    """Scores of the perfect foreground mask cut into 4-connected components (and, with
+    ``split_depth``, at necks, as :func:`keras_unet.instances.split_at_necks` cuts them)."""
     counts = []
     for path in sorted(masks.glob("*.png")):
         truth = read_mask(path)
-        counts.append(instance_counts(instances_from_mask(truth > 0), truth))
+        found = split_at_necks(instances_from_mask(truth > 0), split_depth)
+        counts.append(instance_counts(found, truth))
     return instance_scores(counts)
 
 
@@ -82,7 +86,8 @@ def main() -> None:
     command = Path(sys.executable).with_name("keras-unet")
     cli = [str(command)] if command.exists() else [shutil.which("keras-unet") or "keras-unet"]
 
-    results = {"ceiling (true foreground, connected components)": ceiling(test_masks)}
+    results = {"ceiling (true foreground, connected components)": ceiling(test_masks),
+               "true foreground cut at necks (1.5 px)": ceiling(test_masks, 1.5)}
     runs = [("weight-map", []), ("no-weight-map", ["--no-weight-map"])]
     for name, extra in runs:
         if args.only and name != args.only:
