@@ -69,6 +69,38 @@ def ceiling(masks: Path, split_depth: float = 0.0) -> dict:
     return instance_scores(counts)
 
 
+def figure(run_dir: Path, images: Path, masks: Path, out: Path, n: int = 3, size: int = 256) -> Path:
+    """Rows of image | true nuclei | predicted nuclei, each in its own colour: the most crowded
+    ``size`` px window of each of the ``n`` test images with the most nuclei."""
+    import tifffile
+
+    from keras_unet.images import read_image
+    from keras_unet.visualize import instance_overlay, write_png
+
+    def crowd(truth, y, x):
+        return len(np.unique(truth[y:y + size, x:x + size])) - 1
+
+    paths = sorted(masks.glob("*.png"), key=lambda p: -len(np.unique(read_mask(p))))[:n]
+    rows = []
+    for path in paths:
+        truth = read_mask(path)
+        found = tifffile.imread(run_dir / "test-predictions" / f"{path.stem}_instances.tif")
+        image = read_image(images / path.name).astype(np.float32)
+        image = image if image.ndim == 3 else image[..., None]
+        grey = (255 * (image - image.min()) / max(np.ptp(image), 1e-6)).astype(np.uint8)
+        grey = np.repeat(grey[..., :1], 3, -1) if grey.shape[2] != 3 else grey
+        h, w = truth.shape
+        y, x = max(((y, x) for y in range(0, max(h - size, 0) + 1, 32)
+                    for x in range(0, max(w - size, 0) + 1, 32)), key=lambda yx: crowd(truth, *yx))
+        window = (slice(y, y + size), slice(x, x + size))
+        gap = np.full((grey[window].shape[0], 6, 3), 255, np.uint8)
+        rows.append(np.concatenate([grey[window], gap, instance_overlay(grey[window], truth[window]),
+                                    gap, instance_overlay(grey[window], found[window])], 1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return write_png(out, np.concatenate(rows, 0)[:-6])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/dsb2018"))
@@ -108,6 +140,9 @@ def main() -> None:
                               "--output", str(run_dir / "test-predictions"), "--instances"],
                        check=True, capture_output=True)
     (args.out / "scores.json").write_text(json.dumps(results, indent=2) + "\n")
+    shown = args.out / (args.only or "weight-map")
+    picture = figure(shown, test_images, test_masks, args.out / "nuclei.png")
+    print(f"Held-out nuclei, image | truth | {shown.name}: {picture}")
     print(f"\nTest split: {len(test_names)} images held out of {len(names)}")
     print(f"{'':50s} {'AP50':>6s} {'mAP':>6s} {'F1':>6s} {'merges':>7s} {'found':>6s} "
           f"{'truth':>6s} {'fit min':>7s}")
