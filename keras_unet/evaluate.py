@@ -106,11 +106,14 @@ def format_table(result: dict) -> str:
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 #: neck depths (px) tried by :func:`calibrate_instances`; 0 = no split
 SPLIT_DEPTHS = (0.0, 1.0, 1.5, 2.0, 3.0)
+#: smallest object sizes tried, as multiples of the model's (set from the training objects)
+MIN_SIZE_FACTORS = (1, 2, 3, 5)
 
 
 def calibrate_instances(unet: keras.Model, images: list, instances: list, border_width: int,
                         min_size: int = 0) -> dict:
-    """The decision threshold and neck depth that suit labelled (validation) images best.
+    """The decision threshold, neck depth and smallest object size that suit labelled
+    (validation) images best.
 
     Args:
         unet: a two-class U-Net.
@@ -128,24 +131,30 @@ def calibrate_instances(unet: keras.Model, images: list, instances: list, border
 
 def choose_instance_settings(probs: list, instances: list, border_width: int,
                              min_size: int = 0) -> dict:
-    """The pair of ``THRESHOLDS`` x ``SPLIT_DEPTHS`` with the best AP at IoU 0.5, ties going to
-    the better mAP, then to no split and the lower threshold.
+    """The threshold, neck depth and smallest object size with the best AP at IoU 0.5.
+
+    Tries ``THRESHOLDS`` x ``SPLIT_DEPTHS`` x ``min_size`` times ``MIN_SIZE_FACTORS``; ties go to
+    the better mAP, then to the first tried (no split, the lower threshold, the smaller size).
 
     Args:
         probs: ``(H, W, 2)`` class probabilities per image; instances: ``(H, W)`` true ids.
+        min_size: the model's smallest object size (px), the unit of the sizes tried.
 
     Returns:
-        ``{"threshold", "split_depth", "ap50", "map"}``.
+        ``{"threshold", "split_depth", "min_size", "ap50", "map"}``.
     """
+    sizes = sorted({max(int(min_size), 1) * f for f in MIN_SIZE_FACTORS}) if min_size else [0]
     best = None
     for split_depth in SPLIT_DEPTHS:
         for threshold in THRESHOLDS:
-            scores = instance_scores([
-                instance_counts(label_instances(p, threshold, min_size, border_width,
-                                                split_depth), t)
-                for p, t in zip(probs, instances)])
-            key = (scores["ap50"], scores["map"])
-            if best is None or key > best[0]:
-                best = (key, {"threshold": threshold, "split_depth": split_depth,
-                              "ap50": scores["ap50"], "map": scores["map"]})
+            for size in sizes:
+                scores = instance_scores([
+                    instance_counts(label_instances(p, threshold, size, border_width,
+                                                    split_depth), t)
+                    for p, t in zip(probs, instances)])
+                key = (scores["ap50"], scores["map"])
+                if best is None or key > best[0]:
+                    best = (key, {"threshold": threshold, "split_depth": split_depth,
+                                  "min_size": size, "ap50": scores["ap50"],
+                                  "map": scores["map"]})
     return best[1]

@@ -265,8 +265,8 @@ def train(
 
 
 def _calibrate(unet, val_data: TrainingSet | None, say: Log) -> None:
-    """Store the decision threshold and neck depth that suit the validation images best in the
-    model (two-class models with instance truth only)."""
+    """Store the decision threshold, neck depth and smallest object size that suit the
+    validation images best in the model (two-class models with instance truth only)."""
     if val_data is None or val_data.instances is None or int(unet.output_shape[-1]) != 2:
         return
     from .evaluate import calibrate_instances
@@ -274,10 +274,11 @@ def _calibrate(unet, val_data: TrainingSet | None, say: Log) -> None:
     settings = instance_settings_of(unet)
     best = calibrate_instances(unet, val_data.images, val_data.instances,
                                settings["border_width"], settings["min_size"])
-    set_instance_settings(unet, threshold=best["threshold"], split_depth=best["split_depth"])
-    say(f"Objects: threshold {best['threshold']:.2f} and neck depth {best['split_depth']:g} px "
-        f"suit the validation images best (AP50 {best['ap50']:.3f}, mAP {best['map']:.3f}); "
-        f"stored in the model with the smallest object size, {settings['min_size']} px.")
+    set_instance_settings(unet, threshold=best["threshold"], split_depth=best["split_depth"],
+                          min_size=best["min_size"])
+    say(f"Objects: threshold {best['threshold']:.2f}, neck depth {best['split_depth']:g} px and "
+        f"smallest object {best['min_size']} px suit the validation images best (AP50 "
+        f"{best['ap50']:.3f}, mAP {best['map']:.3f}); stored in the model.")
 
 
 def _finish(run_dir: Path, unet, to_float32, history, initial_epoch: int, chief: bool,
