@@ -7,15 +7,15 @@ piece per object. :func:`label_instances` turns that into an instance label imag
 1. foreground: probability of the object class above ``threshold`` (or the argmax over classes);
 2. 4-connected components, one id each;
 3. objects under ``min_size`` px removed, holes inside objects filled;
-4. the separating borders given back (:func:`grow_into_gaps`): each object grows by
-   ``border_width`` px, but only into pixels that lie between two objects, so the cells regain the
-   contact area their labels gave up without growing into the background elsewhere;
-5. objects split at necks (``split_depth`` px, :func:`split_at_necks`): two touching nuclei that
+4. objects split at necks (``split_depth`` px, :func:`split_at_necks`): two touching nuclei that
    the network drew as one blob still show the waist where they meet. A watershed on the
    object's distance to the background (smoothed by ``SPLIT_SMOOTHING`` px), seeded by its
    h-maxima of height ``split_depth``, cuts the blob there; an object whose waist is less than
    ``split_depth`` px narrower than its parts stays whole. ``fit`` chooses the depth (or 0, off)
-   with the threshold on the validation images;
+   with the threshold and the smallest object size on the validation images;
+5. the separating borders given back (:func:`grow_into_gaps`): each object grows by
+   ``border_width`` px, but only into pixels that lie between two objects, so the cells regain the
+   contact area their labels gave up without growing into the background elsewhere;
 6. optionally (``watershed_split=True``) a seeded watershed on the foreground probability splits
    blobs that still touch: seeds are the components of the confident core (probability above
    ``seed_threshold``), the flooding fills the foreground.
