@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import click
 
+from keras_unet.config import TrainConfig
+
 from . import main
+
+FIT = TrainConfig()  # the defaults fit trains with, so the map shown is the map trained on
 
 
 @main.command("weight-map")
 @click.argument("mask", type=click.Path())
-@click.option("--w0", type=float, default=10.0, show_default=True, help="Border weight.")
-@click.option("--sigma", type=float, default=5.0, show_default=True, help="Border width in px.")
-@click.option("--class-weights", type=click.Choice(["balanced", "none"]), default="balanced",
-              show_default=True)
+@click.option("--w0", type=float, default=FIT.w0, show_default=True, help="Border weight.")
+@click.option("--sigma", type=float, default=FIT.sigma, show_default=True,
+              help="Border width in px.")
+@click.option("--class-weights", type=click.Choice(["balanced", "none"]),
+              default=FIT.class_weights or "none", show_default=True,
+              help="Class balancing (fit's default: none).")
 @click.option("--mask-type", type=click.Choice(["auto", "binary", "instance"]), default="auto",
               show_default=True, help="binary: objects are connected components; instance: ids.")
-@click.option("--border-width", type=int, default=1, show_default=True,
+@click.option("--border-width", type=int, default=FIT.border_width, show_default=True,
               help="Separating border px per touching object (0: off), as fit uses.")
 @click.option("--output", "-o", type=click.Path(), required=True,
               help="Output path without suffix: writes OUTPUT.npy and OUTPUT.png.")

@@ -235,7 +235,8 @@ class TrainConfig(Augmentation):
         if self.mask_type not in MASK_TYPES:
             raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {self.mask_type!r}")
         if self.normalization not in ("image", "fixed", "percentile"):
-            raise ValueError(f"normalization must be image or fixed, got {self.normalization!r}")
+            raise ValueError(f"normalization must be image, fixed or percentile, got "
+                             f"{self.normalization!r}")
         if self.val_fraction and (self.val_images or self.val_masks):
             raise ValueError("give either a validation fraction or validation folders, not both")
         if bool(self.val_images) != bool(self.val_masks):

@@ -112,6 +112,22 @@ def test_weight_map_command(tmp_path):
     assert picture[:, 20].sum() > picture[:, 10].sum()
 
 
+def test_weight_map_command_shows_the_map_fit_trains_on(tmp_path):
+    """With no options, the command draws exactly the weight map fit computes with its defaults."""
+    from keras_unet.config import TrainConfig
+    from keras_unet.prepare import prepare_training_set
+
+    mask = np.zeros((48, 48), np.uint16)
+    mask[8:24, 8:24], mask[8:24, 24:40], mask[30:44, 10:20] = 1, 2, 3  # two touching, one apart
+    path = tmp_path / "mask.png"
+    cv2.imwrite(str(path), mask)
+    result = run("weight-map", path, "--output", tmp_path / "w")
+    assert result.exit_code == 0, result.output
+    image = np.zeros((48, 48), np.uint8)
+    trained = prepare_training_set([image], [mask], TrainConfig()).weights[0]
+    np.testing.assert_allclose(np.load(tmp_path / "w.npy"), trained, rtol=1e-6)
+
+
 def test_weight_map_bad_input(tmp_path):
     result = run("weight-map", tmp_path / "none.png", "-o", tmp_path / "w")
     assert result.exit_code == 1 and "does not exist" in result.output
