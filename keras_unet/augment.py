@@ -173,23 +173,23 @@ def coordinates(aug: Augmentation, seed, size: int) -> tuple[tf.Tensor, tf.Tenso
     """Where each pixel of a ``size`` x ``size`` tile samples from, relative to the tile's
     top-left corner: float32 ``y``, ``x`` of shape ``(size, size)``.
 
-    Rotation about the tile centre, a zoom about it (a factor ``z`` from ``1/(1+scale)`` to
-    ``1+scale``, log-uniform: ``z > 1`` reads a larger region, so objects shrink) and a shift,
+    Rotation about the tile centre, a zoom about it (a factor ``z`` from ``1/(1+zoom)`` to
+    ``1+zoom``, log-uniform: ``z > 1`` reads a larger region, so objects shrink) and a shift,
     then the elastic field on top.
     """
     seed = _seed(seed)
     r = tf.range(size, dtype=tf.float32)
     yy, xx = tf.meshgrid(r, r, indexing="ij")
-    if aug.rotation > 0 or aug.shift > 0 or aug.scale > 0:
+    if aug.rotation > 0 or aug.shift > 0 or aug.zoom > 0:
         u = tf.random.stateless_uniform([3], seed + [0, 11], -1.0, 1.0)
         angle = u[0] * (aug.rotation * math.pi / 180.0)
         c = (size - 1) / 2.0
         cos, sin = tf.cos(angle), tf.sin(angle)
         dy, dx = yy - c, xx - c
-        if aug.scale > 0:  # its own draw, so runs without zoom keep their tiles
+        if aug.zoom > 0:  # its own draw, so runs without zoom keep their tiles
             v = tf.random.stateless_uniform([], seed + [0, 15], -1.0, 1.0)
-            zoom = tf.exp(v * math.log1p(aug.scale))
-            dy, dx = dy * zoom, dx * zoom
+            factor = tf.exp(v * math.log1p(aug.zoom))
+            dy, dx = dy * factor, dx * factor
         yy = c + cos * dy - sin * dx + u[1] * aug.shift
         xx = c + sin * dy + cos * dx + u[2] * aug.shift
     if aug.elastic and aug.elastic_sigma > 0:

@@ -64,8 +64,8 @@ class Augmentation:
     flips: bool = setting(True, "Random flips and 90-degree rotations.", flag="--flips/--no-flips")
     rotation: float = setting(10.0, "Largest extra rotation in degrees (0: off).")
     shift: float = setting(10.0, "Largest shift in px (0: off).")
-    scale: float = setting(0.0, "Random zoom: tiles are resampled at a factor from 1/(1+s) to "
-                           "1+s, log-uniform, so objects vary in size (0: off).")
+    zoom: float = setting(0.0, "Random zoom: tiles are resampled at a factor from 1/(1+z) to "
+                          "1+z, log-uniform, so objects vary in size (0: off).")
     brightness: float = setting(0.1, "Largest brightness offset (0: off).")
     contrast: float = setting(0.1, "Largest relative contrast change (0: off).")
 
@@ -87,14 +87,14 @@ class Augmentation:
         grid = self.elastic_grid
         if not isinstance(grid, int) or isinstance(grid, bool) or not 2 <= grid <= 32:
             raise ValueError(f"elastic_grid must be an integer from 2 to 32, got {grid!r}")
-        for name in ("elastic_sigma", "rotation", "shift", "scale", "brightness", "contrast"):
+        for name in ("elastic_sigma", "rotation", "shift", "zoom", "brightness", "contrast"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.contrast >= 1:
             raise ValueError(f"contrast must be < 1, got {self.contrast!r}")
-        if self.scale > 1:
-            raise ValueError(f"scale must be at most 1 (zoom by 1/2 to 2), got {self.scale!r}")
+        if self.zoom > 1:
+            raise ValueError(f"zoom must be at most 1 (a factor from 1/2 to 2), got {self.zoom!r}")
         if self.rotation > 180:
             raise ValueError(f"rotation must be at most 180 degrees, got {self.rotation!r}")
         return self
@@ -103,7 +103,7 @@ class Augmentation:
     def geometric(self) -> bool:
         """Whether tiles are resampled (elastic, rotation, shift or zoom), not just cut out."""
         return ((self.elastic and self.elastic_sigma > 0) or self.rotation > 0 or self.shift > 0
-                or self.scale > 0)
+                or self.zoom > 0)
 
     def reach(self, size: int) -> int:
         """px beyond a ``size`` tile that resampling may read: the context to pad images with.
@@ -115,7 +115,7 @@ class Augmentation:
             return 0
         r = 4.0 * self.elastic_sigma if self.elastic else 0.0
         corner = (size - 1) / math.sqrt(2.0) * (
-            self.scale + 2.0 * math.sin(math.radians(self.rotation) / 2.0))
+            self.zoom + 2.0 * math.sin(math.radians(self.rotation) / 2.0))
         return int(math.ceil(r + self.shift * math.sqrt(2.0) + corner)) + 2
 
     def to_dict(self) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
     aug = config.augmentation
     switches = [n for n, on in (("elastic", aug.elastic), ("flips", aug.flips),
                                 ("rotation", aug.rotation > 0), ("shift", aug.shift > 0),
-                                ("zoom", aug.scale > 0), ("grey values", aug.brightness > 0 or aug.contrast > 0)) if on]
+                                ("zoom", aug.zoom > 0),
+                                ("grey values", aug.brightness > 0 or aug.contrast > 0)) if on]
     say(f"Training a depth-{config.depth} U-Net with {config.filters} base filters on "
         f"{config.tile_size}px tiles (output {config.geometry.output_size(config.tile_size)}px), "
         f"batch {config.batch_size}, {config.epochs} epochs x {config.steps_per_epoch} steps; "

@@ -138,11 +138,11 @@ def position_set(h=70, w=90, channels=2):
     return TrainingSet([image], [ids], [ids.astype(np.float32)])
 
 
-@pytest.mark.parametrize("padding,depth,tile,scale", [("valid", 2, 44, 0.0), ("valid", 3, 60, 0.0),
+@pytest.mark.parametrize("padding,depth,tile,zoom", [("valid", 2, 44, 0.0), ("valid", 3, 60, 0.0),
                                                      ("same", 3, 40, 0.0), ("valid", 2, 44, 0.5)])
-def test_augmented_tiles_line_up_with_the_network_output(padding, depth, tile, scale):
+def test_augmented_tiles_line_up_with_the_network_output(padding, depth, tile, zoom):
     geo = Geometry(depth, padding)
-    aug = Augmentation(brightness=0, contrast=0, rotation=15, shift=5, scale=scale)
+    aug = Augmentation(brightness=0, contrast=0, rotation=15, shift=5, zoom=zoom)
     w = 90
     batch = next(iter(training_dataset(position_set(w=w), geo, tile, 4, seed=2, augmentation=aug)))
     m, out = geo.margin, geo.output_size(tile)
@@ -158,12 +158,12 @@ def test_augmented_tiles_line_up_with_the_network_output(padding, depth, tile, s
     assert not np.allclose(grid_like, 1.0, atol=1e-3)
 
 
-@pytest.mark.parametrize("scale", [0.25, 0.6])
-def test_zoom_scales_the_sampling_grid_about_the_tile_centre(scale):
+@pytest.mark.parametrize("zoom", [0.25, 0.6])
+def test_zoom_scales_the_sampling_grid_about_the_tile_centre(zoom):
     """Zoom only: the tile samples a square grid whose spacing (the zoom factor) lies in
-    [1/(1+scale), 1+scale], centred where the plain tile is centred."""
+    [1/(1+zoom), 1+zoom], centred where the plain tile is centred."""
     aug = Augmentation(elastic=False, flips=False, rotation=0, shift=0, brightness=0,
-                       contrast=0, scale=scale)
+                       contrast=0, zoom=zoom)
     assert aug.geometric
     factors = []
     for seed in range(40):
@@ -177,7 +177,7 @@ def test_zoom_scales_the_sampling_grid_about_the_tile_centre(scale):
         reach = aug.reach(33)
         assert min(yy.min(), xx.min()) >= -reach and max(yy.max(), xx.max()) <= 32 + reach
     factors = np.array(factors, np.float64)
-    assert factors.min() >= 1 / (1 + scale) - 1e-5 and factors.max() <= 1 + scale + 1e-5
+    assert factors.min() >= 1 / (1 + zoom) - 1e-5 and factors.max() <= 1 + zoom + 1e-5
     assert factors.min() < 1 < factors.max()  # both ways
 
 
@@ -185,9 +185,9 @@ def test_zoom_off_keeps_the_tiles():
     """Adding the zoom draw leaves runs without zoom unchanged (its own random stream)."""
     aug = Augmentation()
     yy, xx = augment.coordinates(aug, 7, 40)
-    again = augment.coordinates(Augmentation(scale=0.0), 7, 40)
+    again = augment.coordinates(Augmentation(zoom=0.0), 7, 40)
     np.testing.assert_array_equal(yy.numpy(), again[0].numpy())
-    zoomed = augment.coordinates(Augmentation(scale=0.3), 7, 40)
+    zoomed = augment.coordinates(Augmentation(zoom=0.3), 7, 40)
     assert not np.allclose(yy.numpy(), zoomed[0].numpy())
 
 
@@ -224,7 +224,7 @@ def test_each_augmentation_can_be_switched_off():
 
 @pytest.mark.parametrize("field,value,match", [("elastic_grid", 1, "grid"), ("shift", -1, "shift"),
                                                ("contrast", 1.5, "contrast"),
-                                               ("scale", -0.1, "scale"), ("scale", 1.5, "scale")])
+                                               ("zoom", -0.1, "zoom"), ("zoom", 1.5, "zoom")])
 def test_bad_augmentation_settings(field, value, match):
     with pytest.raises(ValueError, match=match):
         Augmentation(**{field: value}).validate()
