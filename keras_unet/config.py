@@ -64,7 +64,7 @@ class Augmentation:
     flips: bool = setting(True, "Random flips and 90-degree rotations.", flag="--flips/--no-flips")
     rotation: float = setting(10.0, "Largest extra rotation in degrees (0: off).")
     shift: float = setting(10.0, "Largest shift in px (0: off).")
-    zoom: float = setting(0.0, "Random zoom: tiles are resampled at a factor from 1/(1+z) to "
+    zoom: float = setting(0.5, "Random zoom: tiles are resampled at a factor from 1/(1+z) to "
                           "1+z, log-uniform, so objects vary in size (0: off).")
     brightness: float = setting(0.1, "Largest brightness offset (0: off).")
     contrast: float = setting(0.1, "Largest relative contrast change (0: off).")
@@ -77,7 +77,8 @@ class Augmentation:
     @classmethod
     def off(cls) -> "Augmentation":
         """No augmentation at all (validation tiles, or a plain baseline)."""
-        return cls(elastic=False, flips=False, rotation=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+        return cls(elastic=False, flips=False, rotation=0.0, shift=0.0, zoom=0.0, brightness=0.0,
+                   contrast=0.0)
 
     def augmentation_settings(self) -> "Augmentation":
         """Just the augmentation part (of a :class:`TrainConfig`, say)."""
@@ -138,8 +139,9 @@ class TrainConfig(Augmentation):
     U-Net (depth 4, 32 base filters, 252 px tiles) trained for 4,000 steps of 2 tiles with Adam
     and a cosine schedule (about 11 minutes on 2 CPU cores), the paper's weight map (w0 = 10,
     sigma = 5 px) on labels whose touching objects are separated by 1 px each, without class
-    balancing, and the paper's elastic deformation. ``PRESETS["paper"]`` holds the paper's own
-    recipe. The augmentation keys are :class:`Augmentation`'s fields, inherited.
+    balancing, and the paper's elastic deformation plus a random zoom (0.67-1.5x).
+    ``PRESETS["paper"]`` holds the paper's own recipe. The augmentation keys are
+    :class:`Augmentation`'s fields, inherited.
     """
 
     # data (paths are recorded so a run can be repeated or resumed)
@@ -303,7 +305,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         depth=5, filters=64, padding="valid", dropout=0.5, tile_size=572, batch_size=1,
         optimizer="sgd", momentum=0.99, lr=0.01, lr_schedule="constant", w0=10.0, sigma=5.0,
-        class_weights="balanced", elastic=True, elastic_grid=3, elastic_sigma=10.0,
+        class_weights="balanced", elastic=True, elastic_grid=3, elastic_sigma=10.0, zoom=0.0,
     ),
 }
 

@@ -182,13 +182,19 @@ def test_zoom_scales_the_sampling_grid_about_the_tile_centre(zoom):
 
 
 def test_zoom_off_keeps_the_tiles():
-    """Adding the zoom draw leaves runs without zoom unchanged (its own random stream)."""
-    aug = Augmentation()
-    yy, xx = augment.coordinates(aug, 7, 40)
-    again = augment.coordinates(Augmentation(zoom=0.0), 7, 40)
-    np.testing.assert_array_equal(yy.numpy(), again[0].numpy())
-    zoomed = augment.coordinates(Augmentation(zoom=0.3), 7, 40)
-    assert not np.allclose(yy.numpy(), zoomed[0].numpy())
+    """Without zoom, the tiles are those of the rotation-and-shift formula alone (the zoom has its
+    own random draw, so runs without it keep their tiles); with it, they differ."""
+    import tensorflow as tf
+
+    aug = Augmentation(elastic=False, rotation=20, shift=5, zoom=0.0)
+    yy, xx = (t.numpy() for t in augment.coordinates(aug, 7, 40))
+    u = tf.random.stateless_uniform([3], tf.constant([7, 0], tf.int64) + [0, 11], -1.0, 1.0).numpy()
+    angle, c = u[0] * np.radians(20), 19.5
+    gy, gx = np.mgrid[:40, :40].astype(np.float64) - c
+    np.testing.assert_allclose(yy, c + np.cos(angle) * gy - np.sin(angle) * gx + u[1] * 5, atol=1e-4)
+    np.testing.assert_allclose(xx, c + np.sin(angle) * gy + np.cos(angle) * gx + u[2] * 5, atol=1e-4)
+    zoomed = augment.coordinates(Augmentation(elastic=False, rotation=20, shift=5, zoom=0.3), 7, 40)
+    assert not np.allclose(yy, zoomed[0].numpy())
 
 
 def test_augmented_tiles_same_seed_same_tiles():
@@ -211,12 +217,12 @@ def test_each_augmentation_can_be_switched_off():
     off = next(iter(training_dataset(data, geo, 44, 8, seed=1, augmentation=Augmentation.off())))
     np.testing.assert_array_equal(plain["image"].numpy(), off["image"].numpy())
     assert not Augmentation.off().geometric
-    only_flips = Augmentation(elastic=False, rotation=0, shift=0, brightness=0, contrast=0)
+    only_flips = Augmentation(elastic=False, rotation=0, shift=0, zoom=0, brightness=0, contrast=0)
     flipped = next(iter(training_dataset(data, geo, 44, 8, seed=1, augmentation=only_flips)))
     # flips only permute pixels of the plain tile: same values, other places
     for a, b in zip(plain["image"].numpy(), flipped["image"].numpy()):
         np.testing.assert_array_equal(np.sort(a.ravel()), np.sort(b.ravel()))
-    only_grey = Augmentation(elastic=False, flips=False, rotation=0, shift=0)
+    only_grey = Augmentation(elastic=False, flips=False, rotation=0, shift=0, zoom=0)
     grey = next(iter(training_dataset(data, geo, 44, 8, seed=1, augmentation=only_grey)))
     np.testing.assert_array_equal(grey["labels"].numpy(), plain["labels"].numpy())
     assert not np.allclose(grey["image"].numpy(), plain["image"].numpy())
