@@ -65,6 +65,13 @@ def test_config_file_and_option_precedence(tmp_path):
     assert json.loads(run("fit", "--dry-run").output) == TrainConfig().to_dict()
 
 
+def test_no_augment_and_the_paper_preset_have_no_zoom():
+    """The zoom is a default of ours, not the paper's: both switch it off."""
+    assert TrainConfig().zoom > 0
+    assert json.loads(run("fit", "--no-augment", "--dry-run").output)["zoom"] == 0
+    assert json.loads(run("fit", "--preset", "paper", "--dry-run").output)["zoom"] == 0
+
+
 def test_json_config_and_unknown_keys(tmp_path):
     good = tmp_path / "c.json"
     good.write_text(json.dumps({"depth": 3, "epochs": 2}))
