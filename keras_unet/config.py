@@ -25,6 +25,7 @@ __all__ = [
     "Augmentation",
     "TrainConfig",
     "PRESETS",
+    "ADDED_SETTINGS",
     "OPTIMIZERS",
     "STRATEGIES",
     "MIXED",
@@ -297,6 +298,11 @@ def check_keys(values: Mapping[str, Any], source: str = "config") -> None:
         raise ValueError(
             f"unknown {source} key(s): {', '.join(unknown)} (known keys: see keras-unet fit --help)"
         )
+
+
+# Settings added after runs were recorded, with the value that reproduces a run recorded without
+# them (resume_config fills them in; new runs take the defaults).
+ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0}
 
 
 # The paper's recipe: SGD with high momentum on one large tile per batch, He init and dropout

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from dataclasses import dataclass
 
-from .config import TrainConfig, resolve_config
+from .config import ADDED_SETTINGS, TrainConfig, resolve_config
 from .files import atomic_path, check_writable
 
 __all__ = ["RunPlan", "plan_run", "worker_info", "own_run_dir", "default_run_dir", "claim_run_dir", "holds_run",
@@ -106,7 +106,8 @@ def resume_config(run_dir: str | os.PathLike, epochs: int | None = None) -> Trai
         values: Mapping[str, Any] = json.loads(recorded.read_text())
     except json.JSONDecodeError:
         raise ValueError(f"{recorded} is damaged (not valid JSON)") from None
-    config = TrainConfig.from_dict(values)
+    # a run recorded before a setting existed trained without it
+    config = TrainConfig.from_dict({**ADDED_SETTINGS, **values})
     if epochs is not None:
         config.epochs = epochs
     return config.validate()

@@ -72,6 +72,20 @@ def test_no_augment_and_the_paper_preset_have_no_zoom():
     assert json.loads(run("fit", "--preset", "paper", "--dry-run").output)["zoom"] == 0
 
 
+def test_resume_of_a_run_recorded_before_the_zoom_keeps_it_off(tmp_path):
+    from keras_unet.runs import resume_config
+
+    run_dir = tmp_path / "old"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.keras").write_bytes(b"")
+    recorded = TrainConfig(depth=2, filters=2).to_dict()
+    (run_dir / "config.json").write_text(json.dumps({**recorded, "zoom": 0.3}))
+    assert resume_config(run_dir).zoom == 0.3  # recorded: kept
+    del recorded["zoom"]
+    (run_dir / "config.json").write_text(json.dumps(recorded))
+    assert resume_config(run_dir).zoom == 0.0  # not recorded: the run trained without it
+
+
 def test_json_config_and_unknown_keys(tmp_path):
     good = tmp_path / "c.json"
     good.write_text(json.dumps({"depth": 3, "epochs": 2}))
