@@ -3,6 +3,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from keras_unet import augment
+from keras_unet._compat import tf
 from keras_unet.augment import (
     Augmentation,
     cubic_weights,
@@ -184,8 +185,6 @@ def test_zoom_scales_the_sampling_grid_about_the_tile_centre(zoom):
 def test_zoom_off_keeps_the_tiles():
     """Without zoom, the tiles are those of the rotation-and-shift formula alone (the zoom has its
     own random draw, so runs without it keep their tiles); with it, they differ."""
-    import tensorflow as tf
-
     aug = Augmentation(elastic=False, rotation=20, shift=5, zoom=0.0)
     yy, xx = (t.numpy() for t in augment.coordinates(aug, 7, 40))
     u = tf.random.stateless_uniform([3], tf.constant([7, 0], tf.int64) + [0, 11], -1.0, 1.0).numpy()
