@@ -86,8 +86,11 @@ def _rand_error(truth: np.ndarray, pred: np.ndarray) -> float:
     pred = pred.astype(np.int64)
     background = pred == 0
     pred[background] = pred.max() + 1 + np.arange(int(background.sum()))
-    error, _, _ = adapted_rand_error(truth.astype(np.int64), pred)
-    return float(error)
+    with np.errstate(invalid="ignore"):
+        error, _, _ = adapted_rand_error(truth.astype(np.int64), pred)
+    # NaN where no two foreground pixels share a predicted object (an empty prediction): no
+    # pair of the truth is found, so the Rand F-score is 0
+    return 1.0 if np.isnan(error) else float(error)
 
 
 def segmentation_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -36,6 +36,19 @@ def test_rand_error_merge_and_split():
     assert rand_error(np.zeros_like(truth), np.zeros_like(truth)) == 0
 
 
+def test_rand_error_of_an_empty_prediction_is_one():
+    """All membrane: no pair of the truth's pixels is found together (recall 0), so the
+    Rand F-score is 0 (skimage's formula divides 0 by 0 here)."""
+    truth = np.zeros((5, 9), int)
+    truth[:, :4] = 1
+    truth[:, 5:] = 1
+    assert rand_error(np.zeros_like(truth), truth) == 1.0
+    assert rand_error_instances(np.zeros_like(truth), truth) == 1.0
+    one_pixel_each = np.zeros_like(truth)  # objects of one pixel: still no pair found
+    one_pixel_each[0, 0], one_pixel_each[0, 8] = 1, 2
+    assert rand_error_instances(one_pixel_each, truth) == 1.0
+
+
 def test_rand_error_predicted_membrane_pixels_join_no_object():
     """A thicker predicted membrane is no merge (ISBI 2012 / Fiji's RandError prunes them)."""
     truth = np.zeros((5, 9), int)
