@@ -29,6 +29,7 @@ __all__ = [
     "OPTIMIZERS",
     "STRATEGIES",
     "MIXED",
+    "CALIBRATION_METRICS",
     "check_keys",
     "load_config_file",
     "resolve_config",
@@ -39,6 +40,8 @@ OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 MIXED = (None, "auto", "float16", "bfloat16")
 MASK_TYPES = ("auto", "instance", "binary", "class")
+#: what the object settings can be calibrated for (keras_unet.evaluate.choose_instance_settings)
+CALIBRATION_METRICS = ("ap50", "rand")
 
 
 def setting(default: Any, help: str, **cli: Any) -> Any:
@@ -186,6 +189,13 @@ class TrainConfig(Augmentation):
     border_width: int = setting(
         1, "Separating borders: px each of two touching objects gives up to the background in "
         "the training labels (0: off).")
+    calibrate_metric: str = setting(
+        "ap50", "What the object settings (threshold, neck depth, smallest object) are calibrated "
+        "for on the validation images after training: ap50 (objects such as nuclei) or rand "
+        "(the ISBI Rand error; tissue cut into cells by membranes).", choices=CALIBRATION_METRICS)
+    calibrate_tta: bool = setting(
+        False, "Calibrate on test-time-augmented predictions, for a model used with --tta.",
+        flag="--calibrate-tta/--no-calibrate-tta")
     # speed and scale
     mixed_precision: str | None = setting(
         "auto", "Compute in 16 bits (float16 on GPUs, bfloat16 on recent CPUs/TPUs); the loss "
@@ -259,6 +269,9 @@ class TrainConfig(Augmentation):
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.calibrate_metric not in CALIBRATION_METRICS:
+            raise ValueError(f"calibrate_metric must be ap50 or rand, got "
+                             f"{self.calibrate_metric!r}")
         Augmentation.validate(self)
         return self
 
@@ -302,7 +315,7 @@ def check_keys(values: Mapping[str, Any], source: str = "config") -> None:
 
 # Settings added after runs were recorded, with the value that reproduces a run recorded without
 # them (resume_config fills them in; new runs take the defaults).
-ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0}
+ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False}
 
 
 # The paper's recipe: SGD with high momentum on one large tile per batch, He init and dropout

@@ -262,30 +262,35 @@ def train(
                                   f"continue with keras-unet fit --resume {run_dir}") from None
     if cbs[0].where is not None:
         raise _diverged(cbs[0], run_dir, created and not resume)
-    return _finish(run_dir, unet, to_float32, history, initial_epoch, chief, val_data, say)
+    return _finish(config, run_dir, unet, to_float32, history, initial_epoch, chief, val_data,
+                   say)
 
 
-def _calibrate(unet, val_data: TrainingSet | None, say: Log) -> None:
+def _calibrate(unet, val_data: TrainingSet | None, say: Log, metric: str = "ap50",
+               tta: bool = False) -> None:
     """Store the decision threshold, neck depth and smallest object size that suit the
-    validation images best in the model (two-class models with instance truth only)."""
+    validation images best (for ``metric``, on predictions with ``tta`` or not) in the model
+    (two-class models with instance truth only)."""
     if val_data is None or val_data.instances is None or int(unet.output_shape[-1]) != 2:
         return
     from .evaluate import calibrate_instances
 
     settings = instance_settings_of(unet)
     best = calibrate_instances(unet, val_data.images, val_data.instances,
-                               settings["border_width"], settings["min_size"])
+                               settings["border_width"], settings["min_size"], metric, tta)
     set_instance_settings(unet, threshold=best["threshold"], split_depth=best["split_depth"],
                           min_size=best["min_size"])
+    rand = "" if best["rand_error"] is None else f"Rand error {best['rand_error']:.4f}, "
     say(f"Objects: threshold {best['threshold']:.2f}, neck depth {best['split_depth']:g} px and "
-        f"smallest object {best['min_size']} px suit the validation images best (AP50 "
-        f"{best['ap50']:.3f}, mAP {best['map']:.3f}); stored in the model.")
+        f"smallest object {best['min_size']} px suit the validation images best ({rand}AP50 "
+        f"{best['ap50']:.3f}, mAP {best['map']:.3f}{', with --tta' if tta else ''}); "
+        "stored in the model.")
 
 
-def _finish(run_dir: Path, unet, to_float32, history, initial_epoch: int, chief: bool,
-            val_data: TrainingSet | None = None, say: Log = print) -> TrainResult:
+def _finish(config: TrainConfig, run_dir: Path, unet, to_float32, history, initial_epoch: int,
+            chief: bool, val_data: TrainingSet | None = None, say: Log = print) -> TrainResult:
     """Calibrate the object settings, save the final model and the curves; the result."""
-    _calibrate(unet, val_data, say)
+    _calibrate(unet, val_data, say, config.calibrate_metric, config.calibrate_tta)
     final = to_float32(unet)
     model_path = save_model_atomic(final, run_dir / "model.keras")
     if chief:

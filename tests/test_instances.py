@@ -167,12 +167,40 @@ def test_calibration_chooses_a_neck_depth_only_where_it_helps():
     lone, _ = disks([(20, 30)], 11)  # one round nucleus: cutting gains nothing, so no cut
     chosen = choose_instance_settings([probabilities_of(lone * 0.9)], [lone.astype(int)], 0)
     assert chosen == {"threshold": 0.3, "split_depth": 0.0, "min_size": 0, "ap50": 1.0,
-                      "map": 1.0}
+                      "map": 1.0, "rand_error": None}
     specks = lone.copy()
     specks[2:4, 2:4] = specks[35:37, 60:63] = True  # 4 and 6 px of noise, no nucleus
     chosen = choose_instance_settings([probabilities_of(specks * 0.9)], [lone.astype(int)], 0,
                                       min_size=3)  # the model's smallest object: 3 px
     assert chosen["min_size"] == 9 and chosen["ap50"] == 1.0  # 3, 6, 9, 15 tried: 9 is the first
+
+
+def test_calibration_for_the_rand_error_avoids_merging_large_cells():
+    """Two large cells behind a faint membrane and five faint small objects: a threshold of 0.3
+    finds the small objects (AP50 5/8) but merges the cells; 0.4 keeps the cells apart and
+    misses the small objects (AP50 2/7). AP50 prefers 0.3, the Rand error 0.4."""
+    from keras_unet.evaluate import choose_instance_settings
+    from keras_unet.metrics import rand_error_instances
+
+    truth = np.zeros((100, 140), int)
+    truth[5:95, 5:45], truth[5:95, 47:87] = 1, 2  # two cells, a 2 px membrane between
+    fg = np.where(truth > 0, 0.9, 0.0)
+    fg[5:95, 45:47] = 0.35  # the membrane, drawn faintly
+    for k, y in enumerate(range(10, 90, 16)):  # five 4x4 objects, drawn faintly
+        truth[y:y + 4, 110:114] = 3 + k
+        fg[y:y + 4, 110:114] = 0.35
+    probs = probabilities_of(fg)
+    for_ap50 = choose_instance_settings([probs], [truth], border_width=0)
+    assert for_ap50["threshold"] == 0.3 and for_ap50["ap50"] == 5 / 8
+    assert for_ap50["rand_error"] is None
+    for_rand = choose_instance_settings([probs], [truth], border_width=0, metric="rand")
+    assert for_rand["threshold"] == 0.4 and for_rand["ap50"] == 2 / 7
+    chosen = label_instances(probs, 0.4, 0, 0, for_rand["split_depth"])
+    assert for_rand["rand_error"] == pytest.approx(rand_error_instances(chosen, truth))
+    merged = label_instances(probs, 0.3, 0, 0, 0.0)
+    assert merged.max() == 6 and rand_error_instances(merged, truth) > 2 * for_rand["rand_error"]
+    with pytest.raises(ValueError, match="metric must be one of ap50, rand"):
+        choose_instance_settings([probs], [truth], 0, metric="f1")
 
 
 def test_relabel_and_dtype():

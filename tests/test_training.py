@@ -106,6 +106,8 @@ def test_json_config_and_unknown_keys(tmp_path):
     ("seed: 1.5", "seed must be an integer, got 1.5"),
     ("jit: 1", "jit must be true or false"),
     ("images: 5", "images must be a string"),
+    ("calibrate_metric: f1", "calibrate_metric must be ap50 or rand, got 'f1'"),
+    ("calibrate_tta: yes please", "calibrate_tta must be true or false"),
 ])
 def test_config_values_of_the_wrong_type_are_one_line(tmp_path, text, message):
     cfg = tmp_path / "c.yaml"
@@ -181,6 +183,34 @@ def test_run_writes_checkpoints_metrics_logs_and_curves(tmp_path):
 
     curves = cv2.imread(str(run_dir / "curves.png"))
     assert curves.shape[0] > 100 and curves.shape[1] > 500
+
+
+def test_object_settings_are_calibrated_for_the_chosen_metric_with_tta(tmp_path, monkeypatch):
+    import keras_unet.evaluate as evaluate
+    from keras_unet.preprocess import instance_settings_of
+
+    calls = []
+    real = evaluate.calibrate_instances
+
+    def spy(*args, **kwargs):
+        calls.append(args[5:])
+        best = real(*args, **kwargs)
+        calls.append(best)
+        return best
+
+    monkeypatch.setattr(evaluate, "calibrate_instances", spy)
+    result = run("fit", *TINY_CLI, "--epochs", "1", "--calibrate-metric", "rand",
+                 "--calibrate-tta", "--output", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert calls[0] == ("rand", True)
+    best = calls[1]
+    assert best["rand_error"] is not None
+    line = next(x for x in result.output.splitlines() if x.startswith("Objects:"))
+    assert f"Rand error {best['rand_error']:.4f}" in line and "with --tta" in line
+    stored = instance_settings_of(keras.models.load_model(tmp_path / "r" / "model.keras"))
+    assert (stored["threshold"], stored["split_depth"], stored["min_size"]) == (
+        best["threshold"], best["split_depth"], best["min_size"])
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["calibrate_metric"] == "rand"
 
 
 def test_resume_after_sigkill_continues_with_the_optimizer_state(tmp_path):
