@@ -176,9 +176,10 @@ def test_calibration_chooses_a_neck_depth_only_where_it_helps():
 
 
 def test_calibration_for_the_rand_error_avoids_merging_large_cells():
-    """Two large cells behind a faint membrane and five faint small objects: a threshold of 0.3
-    finds the small objects (AP50 5/8) but merges the cells; 0.4 keeps the cells apart and
-    misses the small objects (AP50 2/7). AP50 prefers 0.3, the Rand error 0.4."""
+    """Two large cells behind a faint membrane and five faint small objects: thresholds up to
+    0.3 find the small objects (AP50 5/8) but merge the cells; from 0.4 up the cells stay apart
+    and the small objects are missed (AP50 2/7). AP50 prefers 0.3. The Rand error prefers 0.4
+    and above, and of those 0.5, the first whose neighbours (0.4, 0.6) merge nothing either."""
     from keras_unet.evaluate import choose_instance_settings
     from keras_unet.metrics import rand_error_instances
 
@@ -194,9 +195,12 @@ def test_calibration_for_the_rand_error_avoids_merging_large_cells():
     assert for_ap50["threshold"] == 0.3 and for_ap50["ap50"] == 5 / 8
     assert for_ap50["rand_error"] is None
     for_rand = choose_instance_settings([probs], [truth], border_width=0, metric="rand")
-    assert for_rand["threshold"] == 0.4 and for_rand["ap50"] == 2 / 7
-    chosen = label_instances(probs, 0.4, 0, 0, for_rand["split_depth"])
-    assert for_rand["rand_error"] == pytest.approx(rand_error_instances(chosen, truth))
+    assert for_rand["threshold"] == 0.5 and for_rand["ap50"] == 2 / 7
+    assert for_rand["split_depth"] == 0.0 and for_rand["min_size"] == 0
+    apart = label_instances(probs, 0.5, 0, 0, 0.0)
+    assert for_rand["rand_error"] == pytest.approx(rand_error_instances(apart, truth))
+    at_04 = label_instances(probs, 0.4, 0, 0, 0.0)  # as good alone, but next to a merge
+    assert rand_error_instances(at_04, truth) == pytest.approx(for_rand["rand_error"])
     merged = label_instances(probs, 0.3, 0, 0, 0.0)
     assert merged.max() == 6 and rand_error_instances(merged, truth) > 2 * for_rand["rand_error"]
     with pytest.raises(ValueError, match="metric must be one of ap50, rand"):
