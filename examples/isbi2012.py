@@ -11,13 +11,23 @@ runs the two commands a user would type::
     keras-unet fit --images OUT/data/train/images --masks OUT/data/train/masks \\
         --val-fraction 0.1 --depth 5 --filters 16 --tile-size 508 --batch-size 1 \\
         --class-weights none --w0 5 --zoom 0 --mixed-precision bfloat16 --lr-schedule cosine \\
-        --epochs 100 --steps-per-epoch 120 --output OUT/run
+        --epochs 100 --steps-per-epoch 120 --calibrate-metric rand --calibrate-tta \\
+        --output OUT/run
     keras-unet evaluate OUT/run/model.keras --tta \\
         --images OUT/data/test/images --masks OUT/data/test/masks
 
 The Rand error is reported twice: from the thresholded mask's connected components (as the
 challenge computes it), and from the instance output (``keras-unet predict --instances``: small
 fragments removed, holes filled, with the threshold calibrated on the validation slices).
+
+``--calibrate-metric rand --calibrate-tta`` calibrates those object settings for the Rand error
+on the same test-time-augmented predictions the evaluation uses, judging each threshold by the
+worst Rand error of itself and its neighbours 0.1 below and above. Calibrated for AP50 without
+TTA (the nuclei default), two trainings of this recipe chose thresholds 0.4 and 0.3 and scored
+Rand errors of 0.081 and 0.131 from the instance output: on EM slices one merge of two large
+cells costs the Rand error far more than AP50 sees. Calibrated for the Rand error alone, a third
+training chose 0.3 on its two validation slices (0.4 scored the same there) and merged cells on
+the test slices (0.145); the neighbour rule keeps clear of a threshold next to a merge.
 
 Both are at thresholds chosen without the test labels (0.5 for the mask). The challenge (and so
 the paper's table) scored each metric at its best threshold of 0.0, 0.1, ..., 1.0 on the test
@@ -89,6 +99,7 @@ def main() -> None:
         "fit", "--images", str(train_imgs), "--masks", str(train_masks), "--val-fraction", "0.1",
         "--depth", "5", "--filters", "16", "--tile-size", "508", "--batch-size", "1",
         "--class-weights", "none", "--w0", "5", "--zoom", "0", "--mixed-precision", "bfloat16",
+        "--calibrate-metric", "rand", "--calibrate-tta",
         "--lr-schedule", "cosine",
         "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch),
         "--output", str(run_dir), "--overwrite", *shlex.split(args.fit_args),
