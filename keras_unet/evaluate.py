@@ -30,8 +30,7 @@ from .metrics import (
 from .predict import InstanceOptions, Predictor, validate_batch_tile
 from .targets import labels_from_mask
 
-__all__ = ["evaluate_files", "format_table", "calibrate_instances", "choose_instance_settings",
-           "CALIBRATION_METRICS"]
+__all__ = ["evaluate_files", "format_table", "calibrate_instances", "choose_instance_settings"]
 
 
 def evaluate_files(

@@ -266,31 +266,32 @@ def train(
                    say)
 
 
-def _calibrate(unet, val_data: TrainingSet | None, say: Log, metric: str = "ap50",
-               tta: bool = False) -> None:
+def _calibrate(config: TrainConfig, unet, val_data: TrainingSet | None, say: Log) -> None:
     """Store the decision threshold, neck depth and smallest object size that suit the
-    validation images best (for ``metric``, on predictions with ``tta`` or not) in the model
-    (two-class models with instance truth only)."""
+    validation images best (for ``config.calibrate_metric``, with ``config.calibrate_tta``) in
+    the model (two-class models with instance truth only)."""
     if val_data is None or val_data.instances is None or int(unet.output_shape[-1]) != 2:
         return
     from .evaluate import calibrate_instances
 
     settings = instance_settings_of(unet)
     best = calibrate_instances(unet, val_data.images, val_data.instances,
-                               settings["border_width"], settings["min_size"], metric, tta)
+                               settings["border_width"], settings["min_size"],
+                               config.calibrate_metric, config.calibrate_tta)
     set_instance_settings(unet, threshold=best["threshold"], split_depth=best["split_depth"],
                           min_size=best["min_size"])
     rand = "" if best["rand_error"] is None else f"Rand error {best['rand_error']:.4f}, "
+    tta = ", with --tta" if config.calibrate_tta else ""
     say(f"Objects: threshold {best['threshold']:.2f}, neck depth {best['split_depth']:g} px and "
         f"smallest object {best['min_size']} px suit the validation images best ({rand}AP50 "
-        f"{best['ap50']:.3f}, mAP {best['map']:.3f}{', with --tta' if tta else ''}); "
+        f"{best['ap50']:.3f}, mAP {best['map']:.3f}{tta}); "
         "stored in the model.")
 
 
 def _finish(config: TrainConfig, run_dir: Path, unet, to_float32, history, initial_epoch: int,
             chief: bool, val_data: TrainingSet | None = None, say: Log = print) -> TrainResult:
     """Calibrate the object settings, save the final model and the curves; the result."""
-    _calibrate(unet, val_data, say, config.calibrate_metric, config.calibrate_tta)
+    _calibrate(config, unet, val_data, say)
     final = to_float32(unet)
     model_path = save_model_atomic(final, run_dir / "model.keras")
     if chief:
