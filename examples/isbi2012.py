@@ -28,7 +28,9 @@ Rand errors of 0.081 and 0.131 from the instance output: on EM slices one merge 
 cells costs the Rand error far more than AP50 sees. Calibrated for the Rand error alone, a third
 training chose 0.3 on its two validation slices (0.4 scored the same there) and merged cells on
 the test slices (0.145); the neighbour rule keeps clear of a threshold next to a merge. It was
-chosen after seeing the test slices of those three trainings (README, Examples).
+chosen after seeing the test slices of those three trainings (README, Examples); on a training it
+was not chosen on (``--fit-args "--seed 1"``) it gave 0.0885 from the instance output, with
+pixel error 0.0870 and Rand error 0.0951 from the mask.
 
 Both are at thresholds chosen without the test labels (0.5 for the mask). The challenge (and so
 the paper's table) scored each metric at its best threshold of 0.0, 0.1, ..., 1.0 on the test
