@@ -270,8 +270,8 @@ class TrainConfig(Augmentation):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.calibrate_metric not in CALIBRATION_METRICS:
-            raise ValueError(f"calibrate_metric must be ap50 or rand, got "
-                             f"{self.calibrate_metric!r}")
+            raise ValueError(f"calibrate_metric must be {' or '.join(CALIBRATION_METRICS)}, "
+                             f"got {self.calibrate_metric!r}")
         Augmentation.validate(self)
         return self
 
