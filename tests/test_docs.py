@@ -153,3 +153,37 @@ def test_the_design_page_lists_every_module():
     page = (DOCS / "design.md").read_text()
     listed = set(re.findall(r"^\| `(\w+)\.py` \|", page, re.M))
     assert listed == (set(LAYERS) | STANDALONE) - {"_version"}
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub (and the site) gives a heading: lower case, punctuation dropped,
+    spaces to hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def broken_links(markdown_text: str, base: Path) -> list[str]:
+    """Relative links of a Markdown file whose file or heading does not exist."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", markdown_text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (base / path).resolve() if path else None
+        if file is not None and not file.exists():
+            broken.append(target)
+        elif anchor and file is not None and file.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", file.read_text(), re.M)
+            if anchor not in {github_anchor(h) for h in headings}:
+                broken.append(target)
+    return broken
+
+
+def test_readme_links_reach_the_docs():
+    """The README links to docs/*.md pages (so they work on GitHub); every one, anchors
+    included, must exist. (mkdocs build --strict checks the links inside docs/.)"""
+    readme = (ROOT / "README.md").read_text()
+    assert len(re.findall(r"\]\(docs/[\w/-]+\.md", readme)) >= 10
+    assert broken_links(readme, ROOT) == []
+    assert broken_links("[a](docs/guide/data.md#no-such-heading) [b](docs/nothing.md)",
+                        ROOT) == ["docs/guide/data.md#no-such-heading", "docs/nothing.md"]
