@@ -131,7 +131,8 @@ def load_pairs(
         ``images`` (each ``(H, W, C)``, own dtype), ``masks`` (each ``(H, W)``) and their names.
 
     Raises:
-        ValueError / FileNotFoundError naming the unmatched or unreadable files.
+        ValueError: naming the unmatched or unreadable files.
+        FileNotFoundError: naming a missing file or folder.
     """
     if not isinstance(images, (str, os.PathLike)) or not isinstance(masks, (str, os.PathLike)):
         image_list, mask_list = [Path(p) for p in images], [Path(p) for p in masks]

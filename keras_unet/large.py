@@ -117,10 +117,13 @@ def predict_large(
             ``NAME_probabilities.tif`` (object probability as uint8 0..255, with
             ``probabilities``) and ``NAME_instances.tif`` (uint16/uint32 labels, with
             ``instances``); ``.zarr`` arrays instead for zarr input.
-        tile_size, batch_size: as :func:`keras_unet.tiling.predict_tiled` (same default tile).
+        tile_size: input tile size in px, as :func:`keras_unet.tiling.predict_tiled` (same
+            default tile).
+        batch_size: tiles per forward pass, as :func:`keras_unet.tiling.predict_tiled`.
         instances: keyword arguments of :func:`keras_unet.instances.label_instances`
             (``threshold``, ``min_size``, ``border_width``), or None for no instances.
             ``split_depth`` is not applied: cutting objects at necks needs each object whole.
+        probabilities: also write the object probability (``NAME_probabilities.tif``).
         strip_pixels: output pixels per strip, at least one row of tiles (memory: about 10 bytes
             each, plus the model's and one batch of tiles).
         progress: called with the number of image pixels finished after each strip.
