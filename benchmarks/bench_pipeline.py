@@ -121,7 +121,7 @@ def cached_copy(data, folder):
     return open_cache(Path(folder) / "bench")["train"]
 
 
-def compare_paths(data, batches: int, steps: int) -> None:
+def compare_paths(data, batches: int, steps: int, rounds: int = 6) -> None:
     """Batches/s and training steps/s at the fit defaults: stacked, in memory, disk cache."""
     import tempfile
 
@@ -142,20 +142,27 @@ def compare_paths(data, batches: int, steps: int) -> None:
             (None, None, data.channels), config.n_classes, config.depth, config.filters,
             config.padding, config.dropout, config.batch_norm))
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    rates = {}
-    for name, make in sources.items():
-        it = iter(make())
-        for _ in range(5):
-            next(it)
-        t = time.perf_counter()
-        for _ in range(batches):
-            next(it)["image"].numpy()
-        pipe = batches / (time.perf_counter() - t)
-        ds = make()
-        model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)  # warm-up: tracing
-        t = time.perf_counter()
-        model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
-        rates[name] = (pipe, steps / (time.perf_counter() - t))
+    # Interleaved rounds, so that other load on the machine falls on all three alike; each
+    # round opens fresh iterators (an idle one would keep filling its buffer in the background).
+    datasets = {name: make() for name, make in sources.items()}
+    for name in sources:
+        model.fit(datasets[name], epochs=1, steps_per_epoch=3, verbose=0)  # tracing
+    spent = {name: [0.0, 0.0] for name in sources}
+    for _ in range(rounds):
+        for name in sources:
+            iterator = iter(datasets[name])
+            for _ in range(3):
+                next(iterator)
+            t = time.perf_counter()
+            for _ in range(batches // rounds):
+                next(iterator)["image"].numpy()
+            spent[name][0] += time.perf_counter() - t
+            del iterator
+            t = time.perf_counter()
+            model.fit(datasets[name], epochs=1, steps_per_epoch=steps // rounds, verbose=0)
+            spent[name][1] += time.perf_counter() - t
+    rates = {name: ((batches // rounds) * rounds / pipe, (steps // rounds) * rounds / train)
+             for name, (pipe, train) in spent.items()}
     base = rates["stacked (before)"]
     print(f"tiles from where, fit defaults ({config.tile_size} px tiles, batch "
           f"{config.batch_size}, every augmentation, depth {config.depth}, {config.filters} "
@@ -175,8 +182,8 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=200, help="tiles to time the pipeline on")
     parser.add_argument("--paths", action="store_true",
                         help="compare the stacked, in-memory and disk-cache pipelines instead")
-    parser.add_argument("--batches", type=int, default=60, help="--paths: batches to time")
-    parser.add_argument("--steps", type=int, default=20, help="--paths: training steps to time")
+    parser.add_argument("--batches", type=int, default=120, help="--paths: batches to time")
+    parser.add_argument("--steps", type=int, default=36, help="--paths: training steps to time")
     args = parser.parse_args()
 
     config = TrainConfig(tile_size=TILE, batch_size=1)

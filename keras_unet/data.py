@@ -161,21 +161,45 @@ def reflect(index: np.ndarray, n: int) -> np.ndarray:
     return np.where(j < n, j, 2 * (n - 1) - j)
 
 
+def _extent(start: int, size: int, n: int) -> tuple[int, int, int, int]:
+    """Along an axis of length ``n``: the rows ``[a, b)`` to read for positions
+    ``[start, start + size)`` under mirror padding, and how far to pad them before and after.
+
+    Padding only ever happens about the axis' true ends: reading starts at 0 when the window
+    starts before it, ends at ``n`` when it ends after it, and covers the rows the mirror
+    reaches back to (the whole axis when the padding is longer than the axis).
+    """
+    before, after = max(0, -start), max(0, start + size - n)
+    a = 0 if before else start
+    b = n if after else start + size
+    if after:
+        a = min(a, max(0, n - 1 - after))
+    if before:
+        b = max(b, min(n, before + 1))
+    return a, b, before, after
+
+
 def cut_window(array, top: int, left: int, size: int, mirror: bool) -> np.ndarray:
     """The ``size`` x ``size`` window of ``array`` ``(H, W[, C])`` whose top-left pixel is at
-    ``(top, left)``, which may lie outside: mirrored there (``mirror``), or 0.
+    ``(top, left)``, which may lie outside: mirrored there (``mirror``; without repeating the
+    edge pixel, as :func:`keras_unet.preprocess.mirror_pad`), or 0.
 
     Only the rows and columns the window needs are read (``array`` may be an on-disk array).
     """
     h, w = array.shape[:2]
     if 0 <= top and top + size <= h and 0 <= left and left + size <= w:
         return np.ascontiguousarray(array[top:top + size, left:left + size])
-    rows, cols = np.arange(top, top + size), np.arange(left, left + size)
-    if mirror:
-        rows, cols = reflect(rows, h), reflect(cols, w)
-        r0, c0 = int(rows.min()), int(cols.min())
-        block = np.asarray(array[r0:int(rows.max()) + 1, c0:int(cols.max()) + 1])
-        return block[(rows - r0)[:, None], (cols - c0)[None, :]]
+    if mirror and min(h, w) == 1:  # NumPy's reflect cannot mirror a single row: index it
+        rows, cols = reflect(np.arange(top, top + size), h), reflect(np.arange(left, left + size), w)
+        block = np.asarray(array[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
+        return np.take(np.take(block, rows - rows.min(), axis=0), cols - cols.min(), axis=1)
+    if mirror:  # slices and NumPy's reflect padding (copies of rows), not a gather per pixel
+        r0, r1, rb, ra = _extent(top, size, h)
+        c0, c1, cb, ca = _extent(left, size, w)
+        block = np.pad(np.asarray(array[r0:r1, c0:c1]),
+                       ((rb, ra), (cb, ca)) + ((0, 0),) * (len(array.shape) - 2), mode="reflect")
+        y, x = top - (r0 - rb), left - (c0 - cb)
+        return np.ascontiguousarray(block[y:y + size, x:x + size])
     out = np.zeros((size, size) + tuple(array.shape[2:]), array.dtype)
     r0, r1 = max(top, 0), min(top + size, h)
     c0, c1 = max(left, 0), min(left + size, w)
