@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
@@ -236,10 +237,24 @@ def open_cache(folder: str | os.PathLike) -> dict[str, TrainingSet] | None:
             return [group[f"{name}/{kind}/{i}"] for i in range(n)]
 
         sets[name] = TrainingSet(arrays("images"), arrays("labels"), arrays("weights"),
-                                 arrays("instances") if entry.get("instances") else None,
+                                 Loaded(arrays("instances")) if entry.get("instances") else None,
                                  entry["min_object_size"], entry["border_width"],
                                  [tuple(s) for s in entry["stats"]])
     return sets
+
+
+class Loaded(SequenceABC):
+    """On-disk arrays read whole, as NumPy arrays, when asked for (object ids for the instance
+    metrics, which work on whole images)."""
+
+    def __init__(self, arrays: Sequence):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i):
+        return np.asarray(self.arrays[i][...])
 
 
 def check_cache_dir(root: str | os.PathLike) -> Path:

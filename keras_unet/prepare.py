@@ -55,13 +55,17 @@ class Prepared:
     instances: np.ndarray | None = None  # (H, W) object ids, unseparated (validation)
 
 
+def held_dtype(dtype) -> np.dtype:
+    """The dtype an image is held in: 8 and 16-bit (and bool) pixels as they are, anything
+    wider as float32 (what normalising computes in)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.itemsize <= 2 and dtype.kind in "uibf" else np.dtype(np.float32)
+
+
 def held(image: np.ndarray) -> np.ndarray:
-    """An image as the training set holds it: 8 and 16-bit (and bool) pixels as they are,
-    anything wider as float32 (what normalising computes in)."""
+    """An image as the training set holds it (:func:`held_dtype`), without a copy if it is."""
     image = np.asarray(image)
-    if image.dtype.itemsize <= 2 and image.dtype.kind in "uibf":
-        return np.ascontiguousarray(image)
-    return image.astype(np.float32)
+    return np.ascontiguousarray(image.astype(held_dtype(image.dtype), copy=False))
 
 
 def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig) -> Normalizer:
@@ -238,13 +242,9 @@ def held_bytes(images: Sequence[np.ndarray], normalizer: Normalizer,
                keep_instances: bool = False) -> int:
     """Bytes a prepared set of ``images`` takes: each image as held, uint8 labels, float32
     weights (and int32 object ids)."""
-    total = 0
-    for x in images:
-        h, w = np.shape(x)[:2]
-        item = held(np.asarray(x[:1, :1]) if np.ndim(x) == 3 else np.asarray(x)[:1, :1, None])
-        total += h * w * (normalizer.channels * item.dtype.itemsize + 1 + 4
-                          + 4 * keep_instances)
-    return total
+    return sum(int(np.prod(np.shape(x)[:2])) * (
+        normalizer.channels * held_dtype(np.asarray(x).dtype).itemsize + 1 + 4
+        + 4 * keep_instances) for x in images)
 
 
 def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None,
