@@ -1,8 +1,5 @@
-"""``keras-unet fit``: train a U-Net on folders of images and masks, or on the demo data.
-
-The options are built from :class:`keras_unet.config.TrainConfig`'s fields (name, default, help),
-so they and their defaults are declared once, in the library.
-"""
+"""``keras-unet fit``: train a U-Net on folders of images and masks, or on the demo data. The options
+are built from :class:`keras_unet.config.TrainConfig`'s fields, declared once, in the library."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ import sys
 import click
 from click.core import ParameterSource
 
+from keras_unet.cache import CACHE_DIR_HELP, DATA_MEMORY_HELP
 from keras_unet.config import PRESETS, option_fields
 
 from . import main
@@ -58,12 +56,14 @@ def config_options(command):
 @click.option("--export", "export_name", metavar="NAME",
               help="After training, export a SavedModel to EXPORT_DIR/NAME/<version>.")
 @click.option("--export-dir", type=click.Path(), default="exported_models", show_default=True)
+@click.option("--data-memory", metavar="GB", help=DATA_MEMORY_HELP)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help=CACHE_DIR_HELP)
 @click.option("--dry-run", is_flag=True,
               help="Print the resolved settings (defaults < --preset < --config < options) as "
                    "JSON and stop.")
 @click.pass_context
 def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, no_weight_map,
-        no_augment, export_name, export_dir, dry_run, **options) -> None:
+        no_augment, export_name, export_dir, data_memory, cache_dir, dry_run, **options) -> None:
     """Train a U-Net. Without --images/--masks it trains on the built-in demo data."""
     from keras_unet.runs import plan_run
 
@@ -72,17 +72,16 @@ def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, 
     for f in option_fields():  # the choice that stands for None ("off", "none")
         if f.name in given and given[f.name] == f.metadata.get("none"):
             given[f.name] = None
-    run = plan_run(given, preset=preset, config_file=config_file, resume=resume_dir,
-                   output=output, overwrite=overwrite, no_weight_map=no_weight_map,
-                   no_augment=no_augment, export_dir=export_dir if export_name else None)
+    run = plan_run(given, preset, config_file, resume_dir, output, overwrite, no_weight_map,
+                   no_augment, export_dir if export_name else None)
     if dry_run:
         click.echo(json.dumps(run.config.to_dict(), indent=2, sort_keys=True))
         return
     from keras_unet.training import TrainingInterrupted, fit_run
 
     try:  # a progress bar per epoch on a terminal; one line per epoch in logs
-        result = fit_run(run, log=click.echo, progressbar=click.progressbar,
-                         verbose="auto" if sys.stdout.isatty() else 2)
+        result = fit_run(run, click.echo, click.progressbar, "auto" if sys.stdout.isatty() else 2,
+                         data_memory, cache_dir)
     except TrainingInterrupted as exc:
         click.echo(exc.message, err=True)
         sys.exit(130)

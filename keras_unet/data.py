@@ -1,4 +1,4 @@
-"""The built-in demo data, and the tf.data pipeline of training and validation tiles.
+"""The training set as held, and the tf.data pipeline of training and validation tiles.
 
 Training tiles follow the paper's overlap-tile strategy: the image is mirror-padded by the network
 margin, a random output window is chosen inside the image, and the input tile is that window grown
@@ -6,121 +6,40 @@ by the margin; labels and weight maps are cut to the output window directly (nev
 model). Images smaller than a tile work: labels are padded with class 0 and weight 0, so the padding
 adds nothing to the loss.
 
-Images arrive here already normalised (see :mod:`keras_unet.preprocess`); reading files is
-:mod:`keras_unet.images`, masks to labels and weights is :mod:`keras_unet.targets`.
+Memory follows the data: each image, label image and weight map is held once at its own size (in
+memory, or in the disk cache of :mod:`keras_unet.cache`), images in their own dtype with their
+normalisation statistics (see :mod:`keras_unet.preprocess`); padding is never stored, but cut
+per tile, by mirroring the pixels the tile reads. Reading files is :mod:`keras_unet.images`, masks
+to labels and weights is :mod:`keras_unet.targets`, the built-in demo data
+:mod:`keras_unet.demo`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ._compat import tf
 from . import augment
 from .config import Augmentation
+from .demo import demo_data
 from .geometry import Geometry
-from .preprocess import mirror_pad
 
 __all__ = [
     "demo_data",
     "TrainingSet",
+    "NormalisedImages",
+    "cut_window",
+    "reflect",
     "training_dataset",
     "validation_dataset",
     "validation_tiles",
     "split_validation",
     "crop_to_output",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# Demo data
-
-
-def demo_data(
-    n_images: int = 8,
-    size: int | tuple[int, int] = 256,
-    seed: int = 0,
-    cell_radius: tuple[float, float] = (9.0, 16.0),
-    density: float = 0.9,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic microscopy-like images of touching cells, with their instance labels.
-
-    Cells are grown from random seeds as a noisy Voronoi tessellation limited by a per-cell radius,
-    so many cells touch their neighbours; a 1 px background line (like the membranes of ISBI 2012)
-    separates touching cells in the labels and shows as a faint dark line in the image. Interiors
-    have per-cell brightness and texture, the image is blurred and noisy. Deterministic for a seed.
-
-    Args:
-        n_images: number of images.
-        size: image size in px, ``int`` or ``(height, width)``.
-        seed: random seed.
-        cell_radius: range of cell radii in px.
-        density: fraction of the area seeded with cells (about; 0..1).
-
-    Returns:
-        ``images`` float32 ``(n, H, W, 1)`` in [0, 1] and ``labels`` int32 ``(n, H, W)``
-        (0 = background, 1..N = cells).
-    """
-    h, w = (size, size) if isinstance(size, int) else size
-    if n_images < 1 or h < 8 or w < 8:
-        raise ValueError(f"need n_images >= 1 and size >= 8 px, got {n_images} and {(h, w)}")
-    rng = np.random.default_rng(seed)
-    images = np.empty((n_images, h, w, 1), np.float32)
-    labels = np.empty((n_images, h, w), np.int32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    for i in range(n_images):
-        r_mean = float(np.mean(cell_radius))
-        n_cells = max(2, int(density * h * w / (np.pi * r_mean**2)))
-        cy = rng.uniform(0, h, n_cells).astype(np.float32)
-        cx = rng.uniform(0, w, n_cells).astype(np.float32)
-        radius = rng.uniform(*cell_radius, n_cells).astype(np.float32)
-        # Noisy distance so borders are wavy, not straight Voronoi edges.
-        wobble = ndi.gaussian_filter(rng.normal(0, 1, (h, w)), 3).astype(np.float32)
-        wobble *= 2.5 / (wobble.std() + 1e-6)
-        seeds = np.ones((h, w), np.uint8)
-        seeds[np.clip(cy.astype(int), 0, h - 1), np.clip(cx.astype(int), 0, w - 1)] = 0
-        _, (iy, ix) = ndi.distance_transform_edt(seeds, return_indices=True)
-        owner_map = np.full((h, w), -1, np.int64)
-        owner_map[np.clip(cy.astype(int), 0, h - 1), np.clip(cx.astype(int), 0, w - 1)] = np.arange(
-            n_cells
-        )
-        owner = owner_map[iy, ix]
-        dist = np.hypot(yy - cy[owner], xx - cx[owner]) + wobble
-        lab = np.where(dist < radius[owner], owner + 1, 0).astype(np.int32)
-        # 1 px background line where two cells touch (4-neighbourhood).
-        border = np.zeros((h, w), bool)
-        for axis in (0, 1):
-            a = np.moveaxis(lab, axis, 0)
-            diff = (a[1:] != a[:-1]) & (a[1:] > 0) & (a[:-1] > 0)
-            np.moveaxis(border, axis, 0)[1:] |= diff
-        lab[border] = 0
-        lab = _relabel(lab)
-
-        brightness = rng.uniform(0.55, 0.9, n_cells + 1).astype(np.float32)
-        brightness[0] = 0.25
-        texture = ndi.gaussian_filter(rng.normal(0, 1, (h, w)), 1.5).astype(np.float32)
-        img = brightness[np.where(lab > 0, owner + 1, 0)] + 0.05 * texture
-        img[border] = 0.4  # faint membrane between touching cells
-        img = ndi.gaussian_filter(img, 1.0) + rng.normal(0, 0.03, (h, w)).astype(np.float32)
-        images[i, ..., 0] = np.clip(img, 0, 1)
-        labels[i] = lab
-    return images, labels
-
-
-def _relabel(lab: np.ndarray) -> np.ndarray:
-    """Consecutive ids 1..N, in order of first appearance in raster order."""
-    ids, first = np.unique(lab, return_index=True)
-    order = ids[np.argsort(first)]
-    lut = np.zeros(int(lab.max()) + 1, np.int32)
-    fg = order[order > 0]
-    lut[fg] = np.arange(1, len(fg) + 1)
-    return lut[lab]
-
-
-# --------------------------------------------------------------------------------------------
-# Reading and normalising
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,34 +61,47 @@ def crop_to_output(array, geometry: Geometry):
 class TrainingSet:
     """Images with their per-pixel targets, ready to cut training tiles from.
 
+    Each image, label image and weight map is held once, at its own size: NumPy arrays in memory,
+    or arrays of an on-disk cache (:mod:`keras_unet.cache`; anything with ``shape``, ``dtype``
+    and NumPy slicing). Tiles are cut from them one at a time (:func:`training_dataset`), so
+    memory follows the data, not the number of images times the largest one.
+
     Attributes:
-        images: list of float32 ``(H_i, W_i, C)`` normalised images.
-        labels: list of int32 ``(H_i, W_i)`` class ids.
-        weights: list of float32 ``(H_i, W_i)`` weight maps.
-        instances: optional list of int ``(H_i, W_i)`` object ids (for instance metrics).
+        images: ``(H_i, W_i, C)`` images. With ``stats`` they are raw, in their own dtype (8/16
+            bit, or float32), and each tile is normalised as it is cut:
+            ``(x - offset_i) / divisor_i`` in float32, the same arithmetic as
+            :meth:`keras_unet.preprocess.Normalizer.apply` on the whole image; without ``stats``
+            they are already normalised float32.
+        labels: ``(H_i, W_i)`` class ids (uint8 when prepared here: at most 256 classes).
+        weights: float32 ``(H_i, W_i)`` weight maps.
+        instances: optional ``(H_i, W_i)`` object ids (for instance metrics).
         min_object_size: the smallest object worth keeping in predictions, px (half the 1st
             percentile of the training objects' areas; 0 when unknown).
         border_width: the separating border width the labels were made with, px per object (0
             when no objects were separated: binary and class masks).
+        stats: ``(offset, divisor)`` per image (:meth:`Normalizer.stats`), or None.
     """
 
-    images: list[np.ndarray]
-    labels: list[np.ndarray]
-    weights: list[np.ndarray]
-    instances: list[np.ndarray] | None = None
+    images: Sequence[np.ndarray]
+    labels: Sequence[np.ndarray]
+    weights: Sequence[np.ndarray]
+    instances: Sequence[np.ndarray] | None = None
     min_object_size: int = 0
     border_width: int = 0
+    stats: Sequence[tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
-        if not self.images:
+        if not len(self.images):
             raise ValueError("the training set is empty")
         if not (len(self.images) == len(self.labels) == len(self.weights)):
             raise ValueError("images, labels and weights must have the same length")
+        if self.stats is not None and len(self.stats) != len(self.images):
+            raise ValueError("stats must hold one (offset, divisor) per image")
         channels = {im.shape[2] for im in self.images}
         if len(channels) > 1:
             raise ValueError(f"all images must have the same number of channels, got {channels}")
         for i, (im, lb, wt) in enumerate(zip(self.images, self.labels, self.weights)):
-            if im.shape[:2] != lb.shape or lb.shape != wt.shape:
+            if tuple(im.shape[:2]) != tuple(lb.shape) or tuple(lb.shape) != tuple(wt.shape):
                 raise ValueError(
                     f"item {i}: image {im.shape[:2]}, labels {lb.shape} and weights {wt.shape} "
                     "must have the same height and width"
@@ -179,26 +111,106 @@ class TrainingSet:
     def channels(self) -> int:
         return int(self.images[0].shape[2])
 
+    def image(self, i: int) -> np.ndarray:
+        """Image ``i`` normalised, float32 ``(H, W, C)`` (the network's input)."""
+        x = np.asarray(self.images[i])
+        if self.stats is None:
+            return x.astype(np.float32, copy=False)
+        offset, divisor = self.stats[i]
+        out = x.astype(np.float32)
+        out -= np.float32(offset)
+        out /= np.float32(divisor)
+        return out
 
-def _stack(data: TrainingSet, out: int, pad: int):
-    """All images in one array, mirror-padded by ``pad`` px and out to a common extent.
+    @property
+    def normalised(self) -> "NormalisedImages":
+        """The images normalised, one at a time as they are asked for (a read-only sequence)."""
+        return NormalisedImages(self)
 
-    Each image's label extent is at least one output tile; labels and weights pad with class 0 and
-    weight 0, so padding adds nothing to the loss. Returns the arrays and the label extents.
+    @property
+    def nbytes(self) -> int:
+        """Bytes the images, labels, weights (and instances) take as held."""
+        parts = [self.images, self.labels, self.weights] + ([self.instances] if self.instances
+                                                            else [])
+        return int(sum(np.prod(a.shape) * np.dtype(a.dtype).itemsize for p in parts for a in p))
+
+
+class NormalisedImages(SequenceABC):
+    """:meth:`TrainingSet.image` as a sequence (for code that iterates over images)."""
+
+    def __init__(self, data: TrainingSet):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data.images)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.data.image(k) for k in range(len(self))[i]]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self.data.image(i % len(self))
+
+
+def reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """Source index of each (possibly outside) position along an axis of length ``n`` under
+    mirror padding without repeating the edge pixel (:func:`keras_unet.preprocess.mirror_indices`)."""
+    if n == 1:
+        return np.zeros_like(index)
+    j = np.mod(index, 2 * (n - 1))
+    return np.where(j < n, j, 2 * (n - 1) - j)
+
+
+def _extent(start: int, size: int, n: int) -> tuple[int, int, int, int]:
+    """Along an axis of length ``n``: the rows ``[a, b)`` to read for positions
+    ``[start, start + size)`` under mirror padding, and how far to pad them before and after.
+
+    Padding only ever happens about the axis' true ends: reading starts at 0 when the window
+    starts before it, ends at ``n`` when it ends after it, and covers the rows the mirror
+    reaches back to (the whole axis when the padding is longer than the axis).
     """
-    n = len(data.images)
-    ext_h = [max(im.shape[0], out) for im in data.images]
-    ext_w = [max(im.shape[1], out) for im in data.images]
-    H, W = max(ext_h) + 2 * pad, max(ext_w) + 2 * pad
-    images = np.zeros((n, H, W, data.channels), np.float32)
-    labels = np.zeros((n, H, W), np.int32)
-    weights = np.zeros((n, H, W), np.float32)
-    for i, (im, lb, wt) in enumerate(zip(data.images, data.labels, data.weights)):
-        h, w = im.shape[:2]
-        images[i] = mirror_pad(im, (pad, H - h - pad, pad, W - w - pad))
-        labels[i, pad : pad + h, pad : pad + w] = lb
-        weights[i, pad : pad + h, pad : pad + w] = wt
-    return images, labels, weights, ext_h, ext_w
+    before, after = max(0, -start), max(0, start + size - n)
+    a = 0 if before else start
+    b = n if after else start + size
+    if after:
+        a = min(a, max(0, n - 1 - after))
+    if before:
+        b = max(b, min(n, before + 1))
+    return a, b, before, after
+
+
+def cut_window(array, top: int, left: int, size: int, mirror: bool) -> np.ndarray:
+    """The ``size`` x ``size`` window of ``array`` ``(H, W[, C])`` whose top-left pixel is at
+    ``(top, left)``, which may lie outside: mirrored there (``mirror``; without repeating the
+    edge pixel, as :func:`keras_unet.preprocess.mirror_pad`), or 0.
+
+    Only the rows and columns the window needs are read (``array`` may be an on-disk array).
+    """
+    h, w = array.shape[:2]
+    if 0 <= top and top + size <= h and 0 <= left and left + size <= w:
+        return np.ascontiguousarray(array[top:top + size, left:left + size])
+    if mirror and min(h, w) == 1:  # NumPy's reflect cannot mirror a single row: index it
+        rows, cols = reflect(np.arange(top, top + size), h), reflect(np.arange(left, left + size), w)
+        block = np.asarray(array[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
+        return np.take(np.take(block, rows - rows.min(), axis=0), cols - cols.min(), axis=1)
+    if mirror:  # slices and NumPy's reflect padding (copies of rows), not a gather per pixel
+        r0, r1, rb, ra = _extent(top, size, h)
+        c0, c1, cb, ca = _extent(left, size, w)
+        block = np.pad(np.asarray(array[r0:r1, c0:c1]),
+                       ((rb, ra), (cb, ca)) + ((0, 0),) * (len(array.shape) - 2), mode="reflect")
+        y, x = top - (r0 - rb), left - (c0 - cb)
+        return np.ascontiguousarray(block[y:y + size, x:x + size])
+    out = np.zeros((size, size) + tuple(array.shape[2:]), array.dtype)
+    r0, r1 = max(top, 0), min(top + size, h)
+    c0, c1 = max(left, 0), min(left + size, w)
+    if r0 < r1 and c0 < c1:
+        out[r0 - top:r1 - top, c0 - left:c1 - left] = array[r0:r1, c0:c1]
+    return out
+
+
+def _dtype(arrays: Sequence) -> np.dtype:
+    """The one dtype of a list of arrays (their common type when they differ)."""
+    return np.result_type(*{np.dtype(a.dtype) for a in arrays})
 
 
 def training_dataset(
@@ -218,6 +230,9 @@ def training_dataset(
     bilinearly, labels and weights by nearest neighbour, all reading real context around the
     tile), flips/rotates it by 90 degrees and changes grey values. Labels and weights are then
     cropped to the output window (the margin is known analytically).
+
+    Only the window a tile needs is read from each image (from memory or from the disk cache,
+    in parallel, ahead of the training step); nothing is padded or copied beforehand.
 
     Args:
         data: the images, class labels and weight maps (weights computed once, beforehand).
@@ -240,22 +255,33 @@ def training_dataset(
     pad = m + reach
     n = len(data.images)
     c = data.channels
-    images, labels, weights, ext_h, ext_w = _stack(data, out, pad)
-    # Output windows start anywhere inside the label extent.
-    max_y = tf.constant(np.array(ext_h) - out + 1, tf.int32)
-    max_x = tf.constant(np.array(ext_w) - out + 1, tf.int32)
-    images_t, labels_t, weights_t = (tf.constant(a) for a in (images, labels, weights))
     span = tile_size + 2 * reach  # the tile plus the context resampling may read
+    # Output windows start anywhere inside the label extent (at least one output tile).
+    max_y = tf.constant([max(im.shape[0], out) - out + 1 for im in data.images], tf.int32)
+    max_x = tf.constant([max(im.shape[1], out) - out + 1 for im in data.images], tf.int32)
+    stats = data.stats if data.stats is not None else [(0.0, 1.0)] * n
+    offsets = tf.constant([float(s[0]) for s in stats], tf.float32)
+    divisors = tf.constant([float(s[1]) for s in stats], tf.float32)
+    types = [_dtype(data.images), _dtype(data.labels), _dtype(data.weights)]
+
+    def read(idx, top, left):  # NumPy, outside the graph: one window of each array
+        i, top, left = int(idx), int(top), int(left)
+        return (cut_window(data.images[i], top, left, span, True).astype(types[0], copy=False),
+                cut_window(data.labels[i], top, left, span, False).astype(types[1], copy=False),
+                cut_window(data.weights[i], top, left, span, False).astype(types[2], copy=False))
 
     def sample(step):
         s = tf.stack([tf.cast(seed, tf.int64), step])
         idx = tf.random.stateless_uniform([], s, 0, n, dtype=tf.int32)
         yx = tf.random.stateless_uniform([2], s + [0, 1 << 40], 0, 1 << 30, dtype=tf.int32)
         y, x = yx[0] % max_y[idx], yx[1] % max_x[idx]
-        # The input tile's top-left corner in the padded stack is (y + reach, x + reach).
-        image = images_t[idx, y : y + span, x : x + span]
-        lab = labels_t[idx, y : y + span, x : x + span]
-        wt = weights_t[idx, y : y + span, x : x + span]
+        # The window's top-left corner in image coordinates (the input tile's is ``reach`` px in).
+        raw, lab, wt = tf.numpy_function(read, [idx, y - pad, x - pad],
+                                         [tf.as_dtype(t) for t in types], stateful=False)
+        image = (tf.cast(raw, tf.float32) - offsets[idx]) / divisors[idx]
+        image = tf.reshape(image, [span, span, c])
+        lab = tf.reshape(tf.cast(lab, tf.int32), [span, span])
+        wt = tf.reshape(tf.cast(wt, tf.float32), [span, span])
         if aug.geometric:
             yy, xx = augment.coordinates(aug, s + [0, 2 << 40], tile_size)
             yy, xx = yy + reach, xx + reach
@@ -273,8 +299,40 @@ def training_dataset(
             "weights": crop_to_output(wt, geometry),
         }
 
-    ds = tf.data.Dataset.counter(start).map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = tf.data.Dataset.counter(start).map(sample, num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _validation_windows(data: TrainingSet, geometry: Geometry, tile_size: int
+                        ) -> Iterator[dict[str, np.ndarray]]:
+    """The tiles of :func:`validation_tiles`, one at a time, image by image."""
+    out = geometry.check(tile_size, "tile size")
+    m = geometry.margin
+
+    def starts(extent):
+        s = list(range(0, extent - out + 1, out))
+        return s if s[-1] == extent - out else s + [extent - out]
+
+    for i in range(len(data.images)):
+        h, w = data.labels[i].shape
+        ext_h, ext_w = max(h, out), max(w, out)
+        seen = np.zeros((ext_h, ext_w), bool)
+        offset, divisor = data.stats[i] if data.stats is not None else (0.0, 1.0)
+        for y in starts(ext_h):
+            for x in starts(ext_w):
+                image = cut_window(data.images[i], y - m, x - m, tile_size, True)
+                image = image.astype(np.float32)
+                image -= np.float32(offset)
+                image /= np.float32(divisor)
+                lab = cut_window(data.labels[i], y, x, out, False).astype(np.int32)
+                wt = cut_window(data.weights[i], y, x, out, False).astype(np.float32)
+                valid = ~seen[y : y + out, x : x + out]
+                valid[h - y :, :] = False  # label padding, not image
+                valid[:, w - x :] = False
+                wt[~valid] = 0  # counted once: not again where an earlier tile covered it
+                seen[y : y + out, x : x + out] = True
+                yield {"image": image, "labels": lab, "weights": wt, "valid": valid}
 
 
 def validation_tiles(
@@ -287,39 +345,27 @@ def validation_tiles(
     tile). Returns ``{"image": (N, T, T, C), "labels": (N, O, O), "weights": (N, O, O),
     "valid": (N, O, O) bool}``; ``valid`` marks each image pixel in exactly one tile.
     """
-    out = geometry.check(tile_size, "tile size")
-    m = geometry.margin
-    images, labels, weights, ext_h, ext_w = _stack(data, out, m)
-    tiles = {"image": [], "labels": [], "weights": [], "valid": []}
-
-    def starts(extent):
-        s = list(range(0, extent - out + 1, out))
-        return s if s[-1] == extent - out else s + [extent - out]
-
-    for i in range(len(data.images)):
-        seen = np.zeros((ext_h[i], ext_w[i]), bool)
-        for y in starts(ext_h[i]):
-            for x in starts(ext_w[i]):
-                tiles["image"].append(images[i, y : y + tile_size, x : x + tile_size])
-                wt = weights[i, y + m : y + m + out, x + m : x + m + out].copy()
-                valid = ~seen[y : y + out, x : x + out]
-                valid[data.labels[i].shape[0] - y :, :] = False  # label padding, not image
-                valid[:, data.labels[i].shape[1] - x :] = False
-                wt[~valid] = 0  # counted once: not again where an earlier tile covered it
-                seen[y : y + out, x : x + out] = True
-                tiles["valid"].append(valid)
-                tiles["labels"].append(labels[i, y + m : y + m + out, x + m : x + m + out])
-                tiles["weights"].append(wt)
-    return {k: np.stack(v) for k, v in tiles.items()}
+    tiles = list(_validation_windows(data, geometry, tile_size))
+    return {k: np.stack([t[k] for t in tiles]) for k in ("image", "labels", "weights", "valid")}
 
 
 def validation_dataset(
     data: TrainingSet, geometry: Geometry, tile_size: int, batch_size: int = 1
 ) -> tf.data.Dataset:
-    """A finite dataset of :func:`validation_tiles` (never augmented), batched."""
-    tiles = validation_tiles(data, geometry, tile_size)
-    tiles.pop("valid")
-    return tf.data.Dataset.from_tensor_slices(tiles).batch(batch_size)
+    """A finite dataset of the :func:`validation_tiles` (never augmented), batched; the tiles are
+    cut as the dataset is read, image by image (from memory or the disk cache)."""
+    out = geometry.check(tile_size, "tile size")
+    c = data.channels
+    signature = {"image": tf.TensorSpec([tile_size, tile_size, c], tf.float32),
+                 "labels": tf.TensorSpec([out, out], tf.int32),
+                 "weights": tf.TensorSpec([out, out], tf.float32)}
+
+    def tiles():
+        for tile in _validation_windows(data, geometry, tile_size):
+            tile.pop("valid")
+            yield tile
+
+    return tf.data.Dataset.from_generator(tiles, output_signature=signature).batch(batch_size)
 
 
 def split_validation(

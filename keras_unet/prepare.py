@@ -7,22 +7,176 @@ separate touching objects and compute the weight maps, once, before training.
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .cache import (
+    CacheWriter,
+    cache_key,
+    cache_lock,
+    check_cache_dir,
+    check_data_memory,
+    default_cache_dir,
+    default_data_memory,
+    gb,
+    open_cache,
+    remove_stale,
+)
 from .console import no_bar
 from .config import TrainConfig
 from .data import TrainingSet, demo_data, split_validation
 from .images import load_pairs
 from .preprocess import Normalizer, dtype_scale
 from .targets import labels_from_mask, mask_kind
-from .weights import unet_weight_map
+from .weights import _threads, unet_weight_map
 
-__all__ = ["prepare_training_set", "load_training_data", "MIN_IMAGE_SIZE"]
+__all__ = ["prepare_training_set", "load_training_data", "prepare_items", "prepare_one",
+           "Prepared", "held", "held_bytes", "MIN_IMAGE_SIZE"]
 
 Log = Callable[[str], None]
 MIN_IMAGE_SIZE = 16  # px a side: smaller images hold almost no context to learn from
+
+
+@dataclass
+class Prepared:
+    """One image made ready to train on (see :func:`prepare_items`)."""
+
+    image: np.ndarray  # (H, W, C) as held: its own dtype when 8/16 bit, else float32
+    stats: tuple[float, float]  # (offset, divisor) of the normaliser
+    labels: np.ndarray  # uint8 (H, W) class ids
+    weights: np.ndarray  # float32 (H, W)
+    areas: np.ndarray  # object areas, px
+    kind: str  # binary, instance or class
+    instances: np.ndarray | None = None  # (H, W) object ids, unseparated (validation)
+
+
+def held_dtype(dtype) -> np.dtype:
+    """The dtype an image is held in: 8 and 16-bit (and bool) pixels as they are, anything
+    wider as float32 (what normalising computes in)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.itemsize <= 2 and dtype.kind in "uibf" else np.dtype(np.float32)
+
+
+def held(image: np.ndarray) -> np.ndarray:
+    """An image as the training set holds it (:func:`held_dtype`), without a copy if it is."""
+    image = np.asarray(image)
+    return np.ascontiguousarray(image.astype(held_dtype(image.dtype), copy=False))
+
+
+def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig) -> Normalizer:
+    """The preprocessing contract of ``images``: one bit depth and one channel count, or a
+    ValueError. Sets ``config.input_scale`` to the images' dtype maximum."""
+    scales = {dtype_scale(x) for x in images}
+    if len(scales) > 1:
+        raise ValueError(
+            f"the images mix bit depths ({sorted(scales)} as maximum values); convert them to one"
+        )
+    config.input_scale = scales.pop() if scales else config.input_scale
+    channels = {int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images}
+    if len(channels) > 1:
+        raise ValueError(f"the images mix channel counts ({sorted(channels)}); convert them to one")
+    return Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
+
+
+def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainConfig,
+                normalizer: Normalizer, keep_instances: bool = False) -> Prepared:
+    """Check one image/mask pair and make its class labels and weight map.
+
+    Raises:
+        ValueError: naming the image, for unreadable pixels, sizes or masks.
+    """
+    if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
+        raise ValueError(
+            f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
+            "numpy.nan_to_num) before training"
+        )
+    x = held(normalizer.channels_of(image, name))
+    if x.shape[:2] != np.shape(mask)[:2]:
+        raise ValueError(
+            f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
+            f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height); they must match"
+        )
+    offset, divisor = normalizer.stats(x)
+    kind = mask_kind(mask, config.n_classes, config.mask_type)
+    y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, name,
+                                    config.border_width)
+    weights = unet_weight_map(separated, config.w0, config.sigma, config.class_weights,
+                              classes=y)
+    counts = np.bincount(separated.ravel())[1:]
+    objects = None
+    if keep_instances:
+        objects = (labels_from_mask(mask, config.n_classes, config.mask_type, name)[1]
+                   if config.border_width else separated)
+    return Prepared(x, (float(offset), float(divisor)), y.astype(np.uint8), weights,
+                    counts[counts > 0], kind, objects)
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """``map(fn, items)`` on a pool of ``workers`` threads, results in order, with at most
+    ``2 * workers`` items in flight (so memory holds a few images, not all of them)."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def prepare_items(items: Iterable[tuple[np.ndarray, np.ndarray, str]], config: TrainConfig,
+                  normalizer: Normalizer, keep_instances: bool = False,
+                  progress: Callable[[int], None] | None = None,
+                  workers: int | None = None) -> Iterator[Prepared]:
+    """:func:`prepare_one` over ``(image, mask, name)`` items, image by image, several at once
+    (weight maps release the GIL), in order; ``progress(1)`` after each."""
+    workers = _threads() if workers is None else workers
+
+    def one(item):
+        return prepare_one(*item, config, normalizer, keep_instances)
+
+    for done in ordered_map(one, items, workers):
+        if progress is not None:
+            progress(1)
+        yield done
+
+
+class Summary:
+    """What the whole set tells the model, gathered image by image: the smallest object worth
+    keeping and the separating border width (see :class:`~keras_unet.data.TrainingSet`)."""
+
+    def __init__(self, config: TrainConfig):
+        self.config, self.areas, self.kinds, self.masks, self.empty = config, [], set(), 0, 0
+
+    def add(self, item: Prepared) -> Prepared:
+        self.areas.append(item.areas)
+        self.kinds.add(item.kind)
+        self.masks += 1
+        self.empty += not item.labels.any()
+        return item
+
+    def check(self) -> None:
+        if self.masks and self.empty == self.masks:
+            raise ValueError(f"every mask is empty (no object pixel in {self.masks} masks), so "
+                             "there is nothing to learn; check --masks (0 is background)")
+
+    @property
+    def min_object_size(self) -> int:
+        areas = np.concatenate(self.areas) if self.areas else np.zeros(0)
+        return int(0.5 * np.percentile(areas, 1)) if areas.size else 0
+
+    @property
+    def border_width(self) -> int:
+        # only instance masks are separated: binary and class masks' objects never touch
+        return self.config.border_width if "instance" in self.kinds else 0
 
 
 def prepare_training_set(
@@ -34,7 +188,9 @@ def prepare_training_set(
     """Normalise images and turn masks into class labels and weight maps (computed once, here).
 
     Touching instances are separated by ``config.border_width`` px (the paper's separating
-    borders) before the labels and the weight map are made.
+    borders) before the labels and the weight map are made. Images are held in their own dtype
+    (8/16 bit) with their normalisation statistics; training tiles are normalised as they are
+    cut. Weight maps are computed image by image, on several threads.
 
     Args:
         images: ``(H, W)`` or ``(H, W, C)`` arrays in their own dtype.
@@ -51,66 +207,75 @@ def prepare_training_set(
             holds any object.
     """
     names = names or [f"image {i}" for i in range(len(images))]
-    scales = {dtype_scale(x) for x in images}
-    if len(scales) > 1:
-        raise ValueError(
-            f"the images mix bit depths ({sorted(scales)} as maximum values); convert them to one"
-        )
-    config.input_scale = scales.pop() if scales else config.input_scale
-    channels = {int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images}
-    if len(channels) > 1:
-        raise ValueError(f"the images mix channel counts ({sorted(channels)}); convert them to one")
-    normalizer = Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
+    normalizer = normalizer_for(images, config)
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
-    xs, ys, ws, objects, areas, kinds = [], [], [], [], [], set()
-    for image, mask, name in zip(images, masks, names):
-        if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
-            raise ValueError(
-                f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
-                "numpy.nan_to_num) before training"
-            )
-        x = normalizer(image, name)
-        if x.shape[:2] != np.shape(mask)[:2]:
-            raise ValueError(
-                f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
-                f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height); they must match"
-            )
-        kinds.add(mask_kind(mask, config.n_classes, config.mask_type))
-        y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, name,
-                                        config.border_width)
-        xs.append(x)
-        ys.append(y)
-        ws.append(unet_weight_map(separated, config.w0, config.sigma, config.class_weights,
-                                  classes=y))
-        counts = np.bincount(separated.ravel())[1:]
-        areas.append(counts[counts > 0])
-        if keep_instances:
-            objects.append(labels_from_mask(mask, config.n_classes, config.mask_type, name)[1]
-                           if config.border_width else separated)
-        if progress is not None:
-            progress(1)
-    if ys and all(not y.any() for y in ys):
-        raise ValueError(f"every mask is empty (no object pixel in {len(ys)} masks), so there is "
-                         "nothing to learn; check --masks (0 is background)")
-    areas = np.concatenate(areas) if areas else np.zeros(0)
-    smallest = int(0.5 * np.percentile(areas, 1)) if areas.size else 0
-    # only instance masks are separated: binary and class masks' objects never touch
-    border = config.border_width if "instance" in kinds else 0
-    return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest, border)
+    return collect(prepare_items(zip(images, masks, names), config, normalizer, keep_instances,
+                                 progress), config, keep_instances)
 
 
-def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None
+def collect(items: Iterable[Prepared], config: TrainConfig, keep_instances: bool) -> TrainingSet:
+    """A :class:`TrainingSet` in memory from prepared images."""
+    summary = Summary(config)
+    xs, stats, ys, ws, objects = [], [], [], [], []
+    for item in map(summary.add, items):
+        xs.append(item.image)
+        stats.append(item.stats)
+        ys.append(item.labels)
+        ws.append(item.weights)
+        objects.append(item.instances)
+    summary.check()
+    return TrainingSet(xs, ys, ws, objects if keep_instances else None, summary.min_object_size,
+                       summary.border_width, stats)
+
+
+def _drain(xs: list, ys: list, names: list) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+    """The pairs of three lists, each dropped from them once handed out (so a raw mask is
+    freed as soon as its labels and weights exist)."""
+    for i in range(len(xs)):
+        item = (xs[i], ys[i], names[i])
+        xs[i] = ys[i] = None
+        yield item
+
+
+def held_bytes(images: Sequence[np.ndarray], normalizer: Normalizer,
+               keep_instances: bool = False) -> int:
+    """Bytes a prepared set of ``images`` takes: each image as held, uint8 labels, float32
+    weights (and int32 object ids)."""
+    return sum(int(np.prod(np.shape(x)[:2])) * (
+        normalizer.channels * held_dtype(np.asarray(x).dtype).itemsize + 1 + 4
+        + 4 * keep_instances) for x in images)
+
+
+def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None,
+                       data_memory: float | None = None,
+                       cache_dir: str | os.PathLike | None = None,
                        ) -> tuple[TrainingSet, TrainingSet | None]:
     """Read (or make) the training and validation sets of ``config`` and their weight maps.
 
     Without ``config.images`` the built-in demo data are used (8 images, 2 more for validation).
-    Sets ``config.input_scale`` to the training images' dtype maximum.
+    Sets ``config.input_scale`` to the training images' dtype maximum. Weight maps are computed
+    image by image, on several threads; each raw mask is let go once its targets exist.
+
+    When the prepared sets (images as held, labels, weights) would take more than
+    ``data_memory`` GB, they are written once to the disk cache in ``cache_dir``
+    (:mod:`keras_unet.cache`) and read from there as training needs them; a later run with the
+    same data and settings reuses that cache.
 
     Args:
         log: where to report what was read (``print``-like).
         progressbar: ``click.progressbar``-like factory ``(length=, label=)`` for the weight maps.
+        data_memory: GB the prepared data may take in memory (default
+            :func:`keras_unet.cache.default_data_memory`, a quarter of the machine's memory).
+        cache_dir: where disk caches live (default :func:`keras_unet.cache.default_cache_dir`).
+
+    Raises:
+        ValueError, OSError: one line: unreadable data, ``data_memory`` not a positive number,
+            a cache folder that cannot be written, a disk that filled up while writing.
     """
+    check_data_memory(default_data_memory() if data_memory is None else data_memory)
+    if cache_dir is not None:
+        check_cache_dir(cache_dir)
     say = log or (lambda _msg: None)
     val = None
     if config.images is None:
@@ -148,10 +313,44 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     kinds = {mask_kind(y, config.n_classes, config.mask_type) for y in ys}
     if "binary" in kinds and any(int(y.max()) == 255 for y in ys):
         say("Binary masks: 0 is background, 255 is class 1.")
-    n = len(xs) + (len(val[0]) if val else 0)
-    with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
-        val_set = (prepare_training_set(*val[:2], config, val[2], progress=bar.update,
-                                        keep_instances=True) if val else None)
-        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update)
-    return train_set, val_set
-
+    sets = {"train": (xs, ys, names)}
+    if val:
+        sets["val"] = tuple(list(v) for v in val)
+    del xs, ys, names, val  # the lists in ``sets`` are emptied image by image as they are used
+    normalizers = {k: normalizer_for(v[0], config) for k, v in sets.items()}
+    need = sum(held_bytes(v[0], normalizers[k], k == "val") for k, v in sets.items())
+    budget = check_data_memory(default_data_memory() if data_memory is None else data_memory)
+    n = sum(len(v[0]) for v in sets.values())
+    if need <= budget * 1e9:
+        say(f"Data: {gb(need)} prepared, held in memory (--data-memory {budget:g} GB).")
+        with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
+            out = {k: collect(prepare_items(_drain(*v), config, normalizers[k], k == "val",
+                                            bar.update), config, k == "val")
+                   for k, v in sets.items()}
+        return out["train"], out.get("val")
+    root = check_cache_dir(default_cache_dir() if cache_dir is None else cache_dir)
+    key = cache_key({k: v[:2] for k, v in sets.items()}, {
+        k: getattr(config, k) for k in ("mask_type", "n_classes", "normalization", "border_width",
+                                        "w0", "sigma", "class_weights")})
+    with cache_lock(root):
+        cached = open_cache(root / key)
+        if cached is None:
+            say(f"Data: {gb(need)} prepared, more than --data-memory {budget:g} GB: writing "
+                f"them once to the disk cache {root / key}.")
+            remove_stale(root, key)
+            with CacheWriter(root, key) as writer, (progressbar or no_bar)(
+                    length=n, label="Computing weight maps into the cache") as bar:
+                for k, v in sets.items():
+                    summary = Summary(config)
+                    for item in prepare_items(_drain(*v), config, normalizers[k], k == "val",
+                                              bar.update):
+                        writer.add(k, summary.add(item))
+                    summary.check()
+                    writer.finish_set(k, summary.min_object_size, summary.border_width, k == "val")
+                writer.commit()
+            cached = open_cache(root / key)
+        else:
+            say(f"Data: {gb(need)} prepared, more than --data-memory {budget:g} GB: reading "
+                f"them from the disk cache {root / key} (made earlier from the same images, "
+                "masks and settings).")
+    return cached["train"], cached.get("val")

@@ -73,7 +73,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.message = message
 
 
-def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: int | str = "auto"
+def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: int | str = "auto",
+            data_memory: float | None = None, cache_dir: str | os.PathLike | None = None
             ) -> TrainResult:
     """Read the data of a planned run (:func:`keras_unet.runs.plan_run`) and train it.
 
@@ -81,9 +82,11 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
         log: where to report progress in words (``print``-like).
         progressbar: ``click.progressbar``-like factory for the weight-map computation.
         verbose: Keras' progress display.
+        data_memory, cache_dir: GB the prepared data may take in memory, and where the disk
+            cache goes beyond that (see :func:`keras_unet.prepare.load_training_data`).
     """
     config, say = plan.config, log or (lambda _msg: None)
-    train_set, val_set = load_training_data(config, say, progressbar)
+    train_set, val_set = load_training_data(config, say, progressbar, data_memory, cache_dir)
     aug = config.augmentation
     switches = [n for n, on in (("elastic", aug.elastic), ("flips", aug.flips),
                                 ("rotation", aug.rotation > 0), ("shift", aug.shift > 0),
@@ -172,7 +175,7 @@ def _callbacks(config, run_dir: Path, unet, val_data, resume: bool, to_float32, 
         tiles = validation_tiles(val_data, config.geometry, config.tile_size)
         cbs.append(ValidationMetrics(unet, tiles, config.batch_size))
         if val_data.instances is not None and config.n_classes == 2:
-            cbs.append(InstanceValidation(unet, val_data.images, val_data.instances,
+            cbs.append(InstanceValidation(unet, val_data.normalised, val_data.instances,
                                           val_data.border_width, -(-config.epochs // 8),
                                           config.epochs))
         if tensorboard_available():  # every worker: its predict takes part in collectives
@@ -275,7 +278,7 @@ def _calibrate(config: TrainConfig, unet, val_data: TrainingSet | None, say: Log
     from .evaluate import calibrate_instances
 
     settings = instance_settings_of(unet)
-    best = calibrate_instances(unet, val_data.images, val_data.instances,
+    best = calibrate_instances(unet, val_data.normalised, val_data.instances,
                                settings["border_width"], settings["min_size"],
                                config.calibrate_metric, config.calibrate_tta)
     set_instance_settings(unet, threshold=best["threshold"], split_depth=best["split_depth"],

@@ -15,6 +15,9 @@ object gets an exact distance transform only inside its bounding box grown by ``
 the paper's w0 and sigma). Two running minima keep d1 and d2. Contributions beyond ``T`` are
 dropped, so the map differs from the exact formula by less than ``tol``.
 
+**Large masks** are done in bands of rows (``BLOCK_PIXELS`` at a time, each with ``T`` px of
+context above and below), which gives the same map with a band's worth of working memory.
+
 **Multi-class masks.** The border term separates *instances*, whatever their class: pass instance
 ids (one id per object over all classes) and the class map separately as ``classes``; ``w_c``
 then balances those classes.
@@ -45,6 +48,9 @@ __all__ = [
 ]
 
 
+BLOCK_PIXELS = 8_000_000  # masks larger than this get their border weights band by band
+
+
 def truncation_distance(w0: float, sigma: float, tol: float = 1e-4) -> float:
     """Largest ``d1 + d2`` (px) at which the border term is still >= ``tol``."""
     if w0 <= tol:
@@ -73,6 +79,8 @@ def _check_instances(instance_labels, name: str = "instance_labels") -> np.ndarr
         raise ValueError(f"{name} must hold integer ids, got dtype {labels.dtype}")
     if labels.min() < 0:
         raise ValueError(f"{name} holds negative ids (min {labels.min()}); use 0 for background")
+    if labels.dtype.kind in "iu" and labels.dtype.itemsize <= 4 and labels.dtype != np.uint32:
+        return labels  # no wider copy of a large mask
     return labels.astype(np.int64, copy=False)
 
 
@@ -86,12 +94,29 @@ def border_weights(
     labels = _check_instances(instance_labels)
     _check_w0_sigma(w0, sigma)
     h, w = labels.shape
+    reach = int(math.ceil(truncation_distance(w0, sigma, tol))) + 1
+    rows = max(4 * reach, BLOCK_PIXELS // max(w, 1))
+    if h <= rows + 2 * reach or w0 == 0:
+        return _border_block(labels, w0, sigma, reach)
+    # A large mask, block by block: a band of rows plus ``reach`` px above and below holds every
+    # object pixel within ``reach`` of the band, so each band's weights are exactly the whole
+    # mask's, and only a band's worth of working memory is needed at a time.
+    out = np.empty((h, w), np.float32)
+    for r0 in range(0, h, rows):
+        a, b = max(0, r0 - reach), min(h, r0 + rows + reach)
+        band = _border_block(labels[a:b], w0, sigma, reach)
+        out[r0:r0 + rows] = band[r0 - a:r0 - a + rows]
+    return out
+
+
+def _border_block(labels: np.ndarray, w0: float, sigma: float, reach: int) -> np.ndarray:
+    """:func:`border_weights` of one block of a mask (all of it, or a band with its halo)."""
+    h, w = labels.shape
     seq = _compact_ids(labels)
     out = np.zeros((h, w), np.float32)
     if w0 == 0 or np.count_nonzero(np.bincount(seq.ravel())[1:]) < 2:
         return out
 
-    reach = int(math.ceil(truncation_distance(w0, sigma, tol))) + 1
     best1 = np.full((h, w), np.inf, np.float32)
     best2 = np.full((h, w), np.inf, np.float32)
     windows = []  # (object id, y0, y1, x0, x1): its bounding box grown by ``reach``

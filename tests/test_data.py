@@ -158,3 +158,28 @@ def test_invalid_tile_size():
                        [np.ones((40, 40), np.float32)])
     with pytest.raises(ValueError, match="tile size 35 .* nearest valid sizes: 34 or 36"):
         training_dataset(data, Geometry(2), 35)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (5, 1), (2, 3), (9, 14), (40, 33)])
+def test_cut_window_mirrors_and_pads_like_the_padded_image(h, w, rng):
+    """Windows anywhere (inside, across one or both edges, far outside) against indexing the
+    mirror-padded image of :func:`mirror_indices` (mirrored) or a zero-padded one (labels)."""
+    from keras_unet.data import cut_window
+    from keras_unet.preprocess import mirror_indices
+
+    image = rng.integers(0, 255, (h, w, 2)).astype(np.uint8)
+    for _ in range(40):
+        size = int(rng.integers(1, 3 * max(h, w) + 4))
+        top, left = (int(v) for v in rng.integers(-2 * size, max(h, w) + size, 2))
+        rows = mirror_indices(h, -top, top + size - h)[:size] if top <= 0 else \
+            mirror_indices(h, 0, max(0, top + size - h))[top:top + size]
+        cols = mirror_indices(w, -left, left + size - w)[:size] if left <= 0 else \
+            mirror_indices(w, 0, max(0, left + size - w))[left:left + size]
+        np.testing.assert_array_equal(cut_window(image, top, left, size, True),
+                                      image[rows[:, None], cols[None, :]])
+        zeros = np.zeros((h + 4 * size + 2 * max(h, w), w + 4 * size + 2 * max(h, w), 2),
+                         np.uint8)
+        o = 2 * size + max(h, w)
+        zeros[o:o + h, o:o + w] = image
+        np.testing.assert_array_equal(cut_window(image, top, left, size, False),
+                                      zeros[o + top:o + top + size, o + left:o + left + size])

@@ -12,7 +12,7 @@ PACKAGE = ROOT / "keras_unet"
 # Bottom to top: the data's way through the package. A module may import only those before it.
 LAYERS = [
     "_version", "files", "geometry", "config", "console", "_compat", "layers", "images",
-    "preprocess", "lazyio", "weights", "targets", "model", "losses", "augment", "data", "prepare", "tiling",
+    "preprocess", "lazyio", "weights", "targets", "model", "losses", "augment", "demo", "data", "cache", "prepare", "tiling",
     "instances", "metrics", "visualize", "serving", "large", "predict", "evaluate", "devices", "runs", "callbacks", "training",
     "signatures", "warmup", "bioimage_model", "bioimage", "export",
 ]

@@ -336,7 +336,8 @@ def free_port():
 
 
 def test_two_workers_finish_with_equal_weights(tmp_path):
-    """MultiWorkerMirroredStrategy for real: two CPU processes on 127.0.0.1."""
+    """MultiWorkerMirroredStrategy for real: two CPU processes on 127.0.0.1, reading their tiles
+    from one disk cache (one worker writes it, the other waits for it and reads it)."""
     ports = [free_port(), free_port()]
     run_dir = tmp_path / "run"
     procs = []
@@ -346,7 +347,7 @@ def test_two_workers_finish_with_equal_weights(tmp_path):
             "task": {"type": "worker", "index": index},
         }))
         args = ["fit", *TINY_CLI, "--epochs", "2", "--strategy", "multi-worker",
-                "--output", run_dir]
+                "--output", run_dir, "--data-memory", "0.000001", "--cache-dir", tmp_path / "c"]
         procs.append(subprocess.Popen(cli_command(*args), env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, cwd=tmp_path))
     outputs = []
@@ -355,6 +356,8 @@ def test_two_workers_finish_with_equal_weights(tmp_path):
         outputs.append(out)
         assert proc.returncode == 0, out[-2000:]
     assert "2 replica(s): 1 tile(s) per replica, global batch 2." in outputs[0]
+    said = sorted("writing them once" in out for out in outputs)
+    assert said == [False, True] and all("disk cache" in out for out in outputs)
     chief = keras.models.load_model(run_dir / "model.keras")
     other = keras.models.load_model(run_dir / "worker-1" / "model.keras")
     for a, b in zip(chief.get_weights(), other.get_weights()):

@@ -181,3 +181,21 @@ def test_sixteen_bit_instance_png(tmp_path):
     inst = to_instances(read)
     np.testing.assert_array_equal(inst, labels)
     assert np.abs(unet_weight_map(inst) - unet_weight_map(LAYOUTS["touching discs"])).max() < 1e-6
+
+
+@pytest.mark.parametrize("block", [2_000, 12_000])  # bands of 100 and 171 rows
+def test_large_masks_band_by_band_give_the_same_map(monkeypatch, block):
+    """Bands of rows with their halo give exactly the whole mask's border weights."""
+    import keras_unet.weights as weights
+
+    rng = np.random.default_rng(3)
+    labels = np.zeros((400, 70), np.int32)
+    yy, xx = np.mgrid[:400, :70]
+    for k in range(1, 120):  # touching and overlapping discs, some across band edges
+        cy, cx, r = rng.uniform(0, 400), rng.uniform(0, 70), rng.uniform(3, 12)
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = k * 1000  # sparse ids
+    whole = weights.border_weights(labels, 10.0, 5.0)
+    monkeypatch.setattr(weights, "BLOCK_PIXELS", block)
+    banded = weights.border_weights(labels, 10.0, 5.0)
+    assert (whole > 1).sum() > 100
+    np.testing.assert_array_equal(banded, whole)
