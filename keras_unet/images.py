@@ -37,6 +37,9 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
+from .axes import Layout, check_axes, image_layout, tiff_layout
+from .console import InputWarning
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "InputWarning",
@@ -58,189 +61,6 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
-#: a last unnamed axis this long or shorter, after two longer ones, holds channels
-MAX_TRAILING_CHANNELS = 16
-#: the letters ``--axes`` takes: image, channels, pages
-AXES_LETTERS = {"Y": "height", "X": "width", "C": "channels", "Z": "pages", "T": "pages"}
-CHANNEL_AXES = "CS"
-UNNAMED = "Q"
-
-
-class InputWarning(UserWarning):
-    """An input the model can take, but maybe not mean: values outside its training range, ...
-    The command line shows these as ``Warning: ...`` lines."""
-
-
-def check_axes(axes: str | None, option: str = "--axes") -> str | None:
-    """``axes`` in upper case, or a one-line ValueError saying what is wrong with it.
-
-    One letter per axis of the stored array: ``Y`` (height) and ``X`` (width) once each, at most
-    one ``C`` (channels), and ``Z`` or ``T`` for pages (e.g. ``YXC``, ``CYX``, ``ZCYX``).
-    """
-    if axes is None:
-        return None
-    text = str(axes).strip().upper()
-    unknown = sorted(set(text) - set(AXES_LETTERS))
-    if not text or unknown:
-        raise ValueError(
-            f"{option} {axes!r}: use one letter per axis of the stored array: Y (height), "
-            "X (width), C (channels), Z or T (pages); e.g. YXC, CYX or ZCYX"
-            + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    for letter in "YXC":
-        if text.count(letter) > 1:
-            raise ValueError(f"{option} {axes!r} names {AXES_LETTERS[letter]} ({letter}) twice")
-    for letter in "YX":
-        if letter not in text:
-            raise ValueError(f"{option} {axes!r} has no {letter} ({AXES_LETTERS[letter]}); an "
-                             "image needs Y and X")
-    if len(set(text)) != len(text):
-        raise ValueError(f"{option} {axes!r} repeats a letter")
-    return text
-
-
-class Layout(NamedTuple):
-    """How a file's stored array maps to ``(pages, height, width, channels)``.
-
-    ``axes``: one letter per stored axis after interpretation (``Y``, ``X``, ``C``, or a page
-    letter; ``1`` for a length-1 axis that is dropped); ``shape``: the stored shape; ``alpha``:
-    the channel axis ends with a transparency channel; ``origin``: where the axes came from.
-    """
-
-    axes: str
-    shape: tuple[int, ...]
-    alpha: bool
-    origin: str
-
-    @property
-    def pages(self) -> int:
-        return int(np.prod([n for a, n in zip(self.axes, self.shape) if a not in "YXC1"]))
-
-    @property
-    def height(self) -> int:
-        return self.shape[self.axes.index("Y")]
-
-    @property
-    def width(self) -> int:
-        return self.shape[self.axes.index("X")]
-
-    @property
-    def channels(self) -> int:
-        c = self.shape[self.axes.index("C")] if "C" in self.axes else 1
-        return c - 1 if self.alpha else c
-
-    def describe(self) -> str:
-        size = f"{self.width}x{self.height} px, {self.channels} channel(s)"
-        return f"{self.pages} pages of {size}" if self.pages > 1 else size
-
-
-def _interpret(path: Path, shape: tuple[int, ...], file_axes: str, given: str | None,
-               alpha_sample: bool, what: str) -> Layout:
-    """The layout of a TIFF's stored array from its own axes or from ``--axes``."""
-    if given is not None:
-        if len(given) != len(shape):
-            raise ValueError(
-                f"{what} {path} is stored with {len(shape)} axes, shape {shape} (axes "
-                f"{file_axes} in the file), but --axes {given} names {len(given)}; give one "
-                "letter per axis")
-        axes = "".join("1" if n == 1 and a not in "YX" else a for a, n in zip(given, shape))
-        return Layout(axes, shape, False, "--axes")
-    hint = _axes_hint(shape)
-    letters = list(file_axes)
-    for i, (a, n) in enumerate(zip(letters, shape)):
-        if a not in "YX" and n == 1:
-            letters[i] = "1"
-        elif a in CHANNEL_AXES:
-            letters[i] = "C"
-    unnamed = [i for i, a in enumerate(letters) if a == UNNAMED]
-    y, x = letters.index("Y"), letters.index("X")
-    if unnamed and unnamed[-1] == len(shape) - 1 and x == len(shape) - 2 and "C" not in letters:
-        letters[-1] = "C"  # (height, width, channels), as tifffile labels a single page's extra axis
-        unnamed = unnamed[:-1]
-    elif (len([a for a in letters if a != "1"]) == 3 and x == len(shape) - 1 and "C" not in letters
-          and shape[x] <= MAX_TRAILING_CHANNELS and shape[x] < min(shape[y], _first(letters, shape))
-          and _first_is(letters, ("Q", "I"))):
-        # (height, width, channels) written without axes: tifffile saw pages of a few px wide
-        first = next(i for i, a in enumerate(letters) if a != "1")
-        letters[first], letters[y], letters[x] = "Y", "X", "C"
-        unnamed = [i for i in unnamed if i != first]
-    if len(unnamed) > 1:
-        raise ValueError(
-            f"{what} {path}: shape {shape} with axes {file_axes}; {len(unnamed)} axes are unnamed, "
-            f"so which holds channels and which pages is unclear; give --axes, e.g. {hint}")
-    for i in unnamed:
-        letters[i] = "I"  # a first unnamed axis: pages of a stack
-    if letters.count("C") > 1:
-        raise ValueError(
-            f"{what} {path}: shape {shape} with axes {file_axes} has two channel axes; give "
-            f"--axes naming one C, e.g. {hint}")
-    axes = "".join(letters)
-    alpha = alpha_sample and "C" in axes and file_axes[axes.index("C")] == "S"
-    return Layout(axes, shape, alpha, "file")
-
-
-def _first(letters: list[str], shape: tuple[int, ...]) -> int:
-    return next(n for a, n in zip(letters, shape) if a != "1")
-
-
-def _first_is(letters: list[str], kinds: tuple[str, ...]) -> bool:
-    return next(a for a in letters if a != "1") in kinds
-
-
-def _axes_hint(shape: tuple[int, ...]) -> str:
-    n = len([s for s in shape])
-    return {2: "--axes YX", 3: "--axes YXC (channels last), CYX (first) or ZYX (pages)",
-            4: "--axes ZCYX or ZYXC"}.get(n, "--axes ZCYX")
-
-
-def _tiff(path: Path, what: str, axes: str | None, data: bool):
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(str(path)) as tif:
-            series = tif.series[0]
-            squeezed_axes, squeezed = series.get_axes(True), tuple(series.get_shape(True))
-            full_axes, full = series.get_axes(False), tuple(series.get_shape(False))
-            extras = tuple(getattr(series.keyframe, "extrasamples", ()) or ())
-            array = series.asarray() if data else None
-    except Exception as exc:  # tifffile raises many types for broken files
-        raise ValueError(f"cannot read {what} {path}: not a readable TIFF ({exc})") from None
-    alpha = bool(extras) and int(extras[-1]) in (1, 2)  # associated / unassociated alpha
-    if axes is not None and len(axes) != len(squeezed) and len(axes) == len(full):
-        shape, file_axes = full, full_axes
-    elif "Y" not in squeezed_axes or "X" not in squeezed_axes:
-        shape, file_axes = full, full_axes
-    else:
-        shape, file_axes = squeezed, squeezed_axes
-    layout = _interpret(path, shape, file_axes, axes, alpha, what)
-    if array is not None:
-        array = array.reshape(shape)
-    return layout, array
-
-
-def image_layout(path: str | os.PathLike, axes: str | None = None,
-                 what: str = "image") -> Layout:
-    """The layout of an image file from its header, without reading its pixels."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        return _tiff(path, what, axes, data=False)[0]
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            bands = len(im.getbands())
-    except Exception:  # noqa: BLE001 - PIL raises many types; OpenCV gives the message
-        return _layout_of(read_stack(path, what=what), "file")
-    if bands in (2, 4):
-        return Layout("YXC", (height, width, 4), True, "file")
-    return Layout("YXC" if bands > 1 else "YX", (height, width, bands)[:3 if bands > 1 else 2],
-                  False, "file")
-
-
-def _layout_of(stack: np.ndarray, origin: str) -> Layout:
-    return Layout("IYXC", stack.shape, False, origin)
 
 
 def _opencv(path: Path, what: str) -> tuple[Layout, np.ndarray]:
@@ -277,7 +97,7 @@ def read_stack(path: str | os.PathLike, axes: str | None = None,
         raise FileNotFoundError(f"{what} {path} does not exist")
     axes = check_axes(axes)
     if path.suffix.lower() in TIFF_SUFFIXES:
-        layout, data = _tiff(path, what, axes, data=True)
+        layout, data = tiff_layout(path, what, axes, data=True)
     else:
         layout, data = _opencv(path, what)
     order = ([i for i, a in enumerate(layout.axes) if a not in "YXC1"]
@@ -319,7 +139,8 @@ def read_pages(path: str | os.PathLike, what: str = "image",
     return list(read_stack(path, axes, what))
 
 
-def read_mask_pages(path: str | os.PathLike, what: str = "mask") -> list[np.ndarray]:
+def read_mask_pages(path: str | os.PathLike, what: str = "mask",
+                    axes: str | None = None) -> list[np.ndarray]:
     """The pages of a mask file, each ``(H, W)`` as stored (8/16-bit PNG or TIFF).
 
     A grey mask stored as RGB is taken as grey. Refused, naming the file: colour masks, NaN or
@@ -327,7 +148,7 @@ def read_mask_pages(path: str | os.PathLike, what: str = "mask") -> list[np.ndar
     mask's edges into grey values that are no labels).
     """
     path = Path(path)
-    stack = read_stack(path, None, what)
+    stack = read_stack(path, axes, what)
     if stack.shape[3] in (3, 4) and np.all(stack[..., :3] == stack[..., :1]):
         stack = stack[..., :1]  # grey mask stored as RGB
     if stack.shape[3] != 1:
@@ -346,9 +167,9 @@ def read_mask_pages(path: str | os.PathLike, what: str = "mask") -> list[np.ndar
     return [page[..., 0] for page in stack]
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+def read_mask(path: str | os.PathLike, axes: str | None = None) -> np.ndarray:
     """Read one 2-D mask ``(H, W)`` as stored (see :func:`read_mask_pages`)."""
-    pages = read_mask_pages(path)
+    pages = read_mask_pages(path, "mask", axes)
     if len(pages) != 1:
         raise ValueError(f"mask {path} holds {len(pages)} pages; expected a 2-D single-channel "
                          "mask")

@@ -7,6 +7,7 @@ separate touching objects and compute the weight maps, once, before training.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from .console import no_bar
 from .config import TrainConfig
 from .data import TrainingSet, demo_data, split_validation
-from .images import load_pairs
+from .images import read_pairs
 from .preprocess import Normalizer, dtype_scale
 from .targets import labels_from_mask, mask_kind
 from .weights import unet_weight_map
@@ -30,6 +31,8 @@ def prepare_training_set(
     names: list[str] | None = None,
     progress: Callable[[int], None] | None = None,
     keep_instances: bool = False,
+    mask_names: list[str] | None = None,
+    masks_option: str = "--masks",
 ) -> TrainingSet:
     """Normalise images and turn masks into class labels and weight maps (computed once, here).
 
@@ -45,40 +48,40 @@ def prepare_training_set(
         progress: called with 1 after each image (a progress bar's ``update``).
         keep_instances: also keep each mask's objects, unseparated, as ``TrainingSet.instances``
             (validation sets: instance metrics).
+        mask_names: the masks' files, named in errors about a mask (default: ``names``);
+            masks_option: the option that gave them (``--val-masks`` for validation masks).
 
     Raises:
         ValueError: naming the image, for unreadable pixels, sizes or masks, or when no mask
             holds any object.
     """
     names = names or [f"image {i}" for i in range(len(images))]
-    scales = {dtype_scale(x) for x in images}
-    if len(scales) > 1:
-        raise ValueError(
-            f"the images mix bit depths ({sorted(scales)} as maximum values); convert them to one"
-        )
-    config.input_scale = scales.pop() if scales else config.input_scale
-    channels = {int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images}
-    if len(channels) > 1:
-        raise ValueError(f"the images mix channel counts ({sorted(channels)}); convert them to one")
-    normalizer = Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
+    mask_names = mask_names or names
+    depths = [np.asarray(x).dtype.name for x in images]
+    if len({dtype_scale(x) for x in images}) > 1:
+        raise ValueError(_odd_one("bit depths (dtypes)", depths, names))
+    config.input_scale = dtype_scale(images[0]) if images else config.input_scale
+    channels = [int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images]
+    if len(set(channels)) > 1:
+        raise ValueError(_odd_one("channel counts", channels, names))
+    if images:  # recorded in the model: what its training images held
+        config.input_dtype = depths[0]
+        config.input_min = float(min(np.min(x) for x in images))
+        config.input_max = float(max(np.max(x) for x in images))
+    normalizer = Normalizer(config.normalization, config.input_scale, channels[0] if channels else 1)
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
     xs, ys, ws, objects, areas, kinds = [], [], [], [], [], set()
-    for image, mask, name in zip(images, masks, names):
-        if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
-            raise ValueError(
-                f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
-                "numpy.nan_to_num) before training"
-            )
+    for image, mask, name, mask_name in zip(images, masks, names, mask_names):
         x = normalizer(image, name)
         if x.shape[:2] != np.shape(mask)[:2]:
             raise ValueError(
-                f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
+                f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask {mask_name} is "
                 f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height); they must match"
             )
         kinds.add(mask_kind(mask, config.n_classes, config.mask_type))
-        y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, name,
-                                        config.border_width)
+        y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, mask_name,
+                                        config.border_width, masks_option)
         xs.append(x)
         ys.append(y)
         ws.append(unet_weight_map(separated, config.w0, config.sigma, config.class_weights,
@@ -86,7 +89,8 @@ def prepare_training_set(
         counts = np.bincount(separated.ravel())[1:]
         areas.append(counts[counts > 0])
         if keep_instances:
-            objects.append(labels_from_mask(mask, config.n_classes, config.mask_type, name)[1]
+            objects.append(labels_from_mask(mask, config.n_classes, config.mask_type, mask_name,
+                                            option=masks_option)[1]
                            if config.border_width else separated)
         if progress is not None:
             progress(1)
@@ -98,6 +102,15 @@ def prepare_training_set(
     # only instance masks are separated: binary and class masks' objects never touch
     border = config.border_width if "instance" in kinds else 0
     return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest, border)
+
+
+def _odd_one(what: str, values: list, names: list[str]) -> str:
+    """The message for images that mix ``what``: the file(s) that differ from the rest."""
+    common, count = Counter(values).most_common(1)[0]
+    odd = [(n, v) for n, v in zip(names, values) if v != common]
+    shown = ", ".join(f"{n} has {v}" for n, v in odd[:3]) + (" ..." if len(odd) > 3 else "")
+    return (f"the images mix {what}: {shown}, the other {count} have {common}; convert "
+            f"{'it' if len(odd) == 1 else 'them'} (or remove {'it' if len(odd) == 1 else 'them'})")
 
 
 def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None
@@ -119,19 +132,23 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
             + (f", {n_val} more for validation)." if n_val else ")."))
         xs, ys = (list(a) for a in demo_data(8 + n_val, 256, seed=config.seed))
         names = [f"demo {i}" for i in range(len(xs))]
+        mask_names = list(names)
         if n_val:
-            val = (xs[8:], ys[8:], names[8:])
-            xs, ys, names = xs[:8], ys[:8], names[:8]
+            val = (xs[8:], ys[8:], names[8:], names[8:])
+            xs, ys, names, mask_names = xs[:8], ys[:8], names[:8], names[:8]
     else:
-        xs, ys, names = load_pairs(config.images, config.masks)
+        xs, ys, names, mask_names = read_pairs(config.images, config.masks, config.axes)
         say(f"Read {len(xs)} image/mask pairs from {config.images} and {config.masks}.")
     if config.val_images:
-        val = load_pairs(config.val_images, config.val_masks)
+        val = read_pairs(config.val_images, config.val_masks, config.axes,
+                         ("--val-images", "--val-masks"))
         say(f"Read {len(val[0])} validation pairs from {config.val_images}.")
     elif config.val_fraction:
         keep, held = split_validation(len(xs), config.val_fraction, config.seed)
-        val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held])
+        val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held],
+               [mask_names[i] for i in held])
         xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
+        mask_names = [mask_names[i] for i in keep]
         say(f"Holding out {len(held)} image(s) for validation: {', '.join(val[2])}.")
     for x, name in zip(xs + (list(val[0]) if val else []), names + (list(val[2]) if val else [])):
         if min(x.shape[:2]) < MIN_IMAGE_SIZE:
@@ -151,7 +168,10 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     n = len(xs) + (len(val[0]) if val else 0)
     with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
         val_set = (prepare_training_set(*val[:2], config, val[2], progress=bar.update,
-                                        keep_instances=True) if val else None)
-        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update)
+                                        keep_instances=True, mask_names=val[3],
+                                        masks_option="--val-masks" if config.val_images
+                                        else "--masks") if val else None)
+        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update,
+                                         mask_names=mask_names)
     return train_set, val_set
 

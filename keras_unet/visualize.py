@@ -168,7 +168,7 @@ def plot_history(history: dict[str, list[float]]) -> np.ndarray:
 def weight_map_files(mask: str | os.PathLike, output: str | os.PathLike, w0: float = 10.0,
                      sigma: float = 5.0, class_weights: str | None = "balanced",
                      mask_type: str = "auto", border_width: int = 1,
-                     log=None) -> tuple[Path, Path]:
+                     log=None, axes: str | None = None) -> tuple[Path, Path]:
     """The weight map of a mask file as ``OUTPUT.npy`` (exact values) and ``OUTPUT.png``,
     computed as ``fit`` does: on the objects after separating touching ones by
     ``border_width`` px each (:func:`keras_unet.targets.separate_touching`).
@@ -177,16 +177,21 @@ def weight_map_files(mask: str | os.PathLike, output: str | os.PathLike, w0: flo
     """
     from .files import check_writable
     from .images import read_mask
-    from .targets import separate_touching
-    from .weights import to_instances, unet_weight_map
+    from .targets import labels_from_mask
+    from .weights import unet_weight_map
 
+    from .axes import check_axes
+
+    axes = check_axes(axes)
     out = Path(output)
     if out.suffix in (".npy", ".png"):
         out = out.with_suffix("")
     check_writable(out.parent, "output folder")
     if not isinstance(border_width, int) or not 0 <= border_width <= 16:
         raise ValueError(f"--border-width must be an integer from 0 to 16 px, got {border_width!r}")
-    labels = separate_touching(to_instances(read_mask(mask), mask_type), border_width)
+    # fit's reading and rules: grey values that are no labels are refused, naming the file
+    labels = labels_from_mask(read_mask(mask, axes), 2, mask_type, str(mask), border_width,
+                              option="MASK")[1]
     w = unet_weight_map(labels, w0, sigma, class_weights)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".npy")) as tmp:
