@@ -161,6 +161,10 @@ def tiff_layout(path: Path, what: str, axes: str | None, data: bool = False):
             squeezed_axes, squeezed = series.get_axes(True), tuple(series.get_shape(True))
             full_axes, full = series.get_axes(False), tuple(series.get_shape(False))
             extras = tuple(getattr(series.keyframe, "extrasamples", ()) or ())
+            # tifffile writes a (3 or 4, H, W) array without axes as planar RGB(A): a guess, not
+            # metadata; such a first axis is unnamed (a stack of pages, by the rules)
+            guessed = (tif.is_shaped and not (tif.is_imagej or tif.is_ome)
+                       and "axes" not in (tif.shaped_metadata or ({},))[0])
             array = series.asarray() if data else None
     except Exception as exc:  # tifffile raises many types for broken files
         raise ValueError(f"cannot read {what} {path}: not a readable TIFF ({exc})") from None
@@ -171,6 +175,8 @@ def tiff_layout(path: Path, what: str, axes: str | None, data: bool = False):
         shape, file_axes = full, full_axes
     else:
         shape, file_axes = squeezed, squeezed_axes
+    if guessed and file_axes.startswith("S"):
+        file_axes, alpha = UNNAMED + file_axes[1:], False
     layout = _interpret(path, shape, file_axes, axes, alpha, what)
     if array is not None:
         array = array.reshape(shape)

@@ -76,8 +76,9 @@ def prepare_training_set(
         x = normalizer(image, name)
         if x.shape[:2] != np.shape(mask)[:2]:
             raise ValueError(
-                f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask {mask_name} is "
-                f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height); they must match"
+                f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
+                f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height; {mask_name}); they "
+                "must match"
             )
         kinds.add(mask_kind(mask, config.n_classes, config.mask_type))
         y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, mask_name,

@@ -274,8 +274,8 @@ def normalizer_of(model: keras.Model) -> Normalizer:
     for layer in model.layers:
         if isinstance(layer, Preprocessing):
             return Normalizer(layer.mode, layer.scale, channels,
-                              getattr(layer, "input_dtype", None), getattr(layer, "input_min", None),
-                              getattr(layer, "input_max", None))
+                              getattr(layer, "image_dtype", None), getattr(layer, "image_min", None),
+                              getattr(layer, "image_max", None))
     return Normalizer("image", 255.0, channels)
 
 
