@@ -93,6 +93,18 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         raise ValueError(f"cannot load {path}: not a loadable Keras model file ({first})") from None
 
 
+def graph_error(message: str) -> str:
+    """The line of a TensorFlow graph error that says what is wrong (an assertion's own
+    message, or a check's), without TensorFlow's framing."""
+    for line in (m.strip() for m in message.splitlines()):
+        if line.startswith("assertion failed: ["):
+            return line[len("assertion failed: ["):].split("]", 1)[0]
+        if line and not line.startswith(("Graph execution error", "Detected at node", "<stack",
+                                         "[[", "{{")):
+            return line.split(" : Tensor had")[0]
+    return message.strip().splitlines()[0] if message.strip() else "graph error"
+
+
 def validate_batch_tile(batch_size: int, tile_size: int | None) -> None:
     """Options every prediction takes; checked before any model is loaded."""
     if not isinstance(batch_size, int) or not 1 <= batch_size <= 4096:
@@ -173,7 +185,7 @@ class Predictor:
             try:
                 out = self._serve(images=tf.constant(image[None].astype(np.float32)))
             except tf.errors.InvalidArgumentError as exc:  # the graph's own refusals
-                raise ValueError(f"{name}: {exc.message.strip().splitlines()[0]}") from None
+                raise ValueError(f"{name}: {graph_error(exc.message)}") from None
             return out["probabilities"].numpy()[0]
         return predict_tiled(self.model, self.normalizer(image, name), self.tile_size,
                              self.batch_size, self.tta, progress=progress)
