@@ -16,9 +16,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .files import atomic_path
 from .images import IMAGE_SUFFIXES, list_images
 
-__all__ = ["expand_inputs", "mask_image", "PredictReport", "Output", "each_file"]
+__all__ = ["expand_inputs", "mask_image", "PredictReport", "Output", "each_file", "write_masks",
+           "page_names"]
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -110,3 +112,21 @@ def each_file(files: list[Path], output, one: Callable, progress=None,
     finally:
         out.close()
     return report
+
+
+def page_names(path: Path, pages: int) -> list[str]:
+    """Names for messages: the file's name, or ``name[i]`` per page of a stack."""
+    return [path.name] if pages == 1 else [f"{path.name}[{i}]" for i in range(pages)]
+
+
+def write_masks(out: Output, path: Path, masks: list[np.ndarray]) -> None:
+    """``NAME_mask.png`` for one page, a multi-page ``NAME_mask.tif`` for a stack."""
+    if len(masks) == 1:
+        from .visualize import write_png
+
+        write_png(out.path(f"{path.stem}_mask.png"), masks[0])
+        return
+    import tifffile
+
+    with atomic_path(out.path(f"{path.stem}_mask.tif")) as tmp:
+        tifffile.imwrite(tmp, np.stack(masks))

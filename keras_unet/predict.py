@@ -32,7 +32,7 @@ from .instances import label_dtype, label_instances
 from .large import predict_large
 from .lazyio import blockwise_reason
 from .outputs import Output as _Output
-from .outputs import PredictReport, each_file, expand_inputs, mask_image
+from .outputs import PredictReport, each_file, expand_inputs, mask_image, page_names, write_masks
 from .preprocess import Normalizer, instance_settings_of, normalizer_of
 from .remote import predict_files_remote
 from .tiling import predict_tiled
@@ -235,11 +235,7 @@ def _write_outputs(out: _Output, path: Path, pages: list[np.ndarray], probs: lis
             picture = (instance_overlay(page, objects[-1]) if instances is not None
                        else overlay_image(page, classes))
             write_png(out.path(f"{stem}_overlay.png"), picture)
-    if len(pages) == 1:
-        write_png(out.path(f"{path.stem}_mask.png"), masks[0])
-    else:
-        with atomic_path(out.path(f"{path.stem}_mask.tif")) as tmp:
-            tifffile.imwrite(tmp, np.stack(masks))
+    write_masks(out, path, masks)
     if objects:
         dtype = label_dtype(max(int(o.max()) for o in objects))
         with atomic_path(out.path(f"{path.stem}_instances.tif")) as tmp:
@@ -310,8 +306,7 @@ def predict_files(
                                         "(--split-depth applies to whole images only)")
             return
         pages = read_pages(path, axes=axes)
-        names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]
-        probs = [predictor(page, name) for page, name in zip(pages, names)]
+        probs = [predictor(page, name) for page, name in zip(pages, page_names(path, len(pages)))]
         _write_outputs(out, path, pages, probs, predictor.n_classes, overlay, save_probabilities,
                        settings)
 

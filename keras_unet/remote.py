@@ -20,9 +20,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .axes import check_axes
-from .files import atomic_path, check_writable
+from .files import check_writable
 from .images import read_pages
-from .outputs import Output, PredictReport, each_file, expand_inputs, mask_image
+from .outputs import (Output, PredictReport, each_file, expand_inputs, mask_image, page_names,
+                      write_masks)
 from .serving import ServingClient, ServingError
 
 __all__ = ["predict_files_remote", "remote_mask", "png_payload"]
@@ -86,15 +87,9 @@ def predict_files_remote(
 
     def one(out: Output, path: Path) -> None:
         pages = read_pages(path, axes=axes)
-        names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]
-        masks = [remote_mask(client, page, name) for page, name in zip(pages, names)]
-        if len(pages) == 1:
-            write_png(out.path(f"{path.stem}_mask.png"), masks[0])
-        else:
-            import tifffile
-
-            with atomic_path(out.path(f"{path.stem}_mask.tif")) as tmp:
-                tifffile.imwrite(tmp, np.stack(masks))
+        masks = [remote_mask(client, page, name)
+                 for page, name in zip(pages, page_names(path, len(pages)))]
+        write_masks(out, path, masks)
         if overlay:
             for i, (page, mask) in enumerate(zip(pages, masks)):
                 stem = path.stem if len(pages) == 1 else f"{path.stem}_{i:03d}"

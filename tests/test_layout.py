@@ -12,8 +12,8 @@ PACKAGE = ROOT / "keras_unet"
 # Bottom to top: the data's way through the package. A module may import only those before it.
 LAYERS = [
     "_version", "files", "axes", "geometry", "config", "console", "_compat", "layers", "images",
-    "outputs", "preprocess", "lazyio", "weights", "targets", "model", "losses", "augment", "data", "prepare", "tiling",
-    "instances", "metrics", "visualize", "serving", "remote", "large", "predict", "evaluate", "devices", "runs", "callbacks", "training",
+    "preprocess", "lazyio", "weights", "targets", "model", "losses", "augment", "data", "prepare", "tiling",
+    "instances", "metrics", "visualize", "outputs", "serving", "remote", "large", "predict", "evaluate", "devices", "runs", "callbacks", "training",
     "signatures", "warmup", "bioimage_model", "bioimage", "export",
 ]
 STANDALONE = {"loader_check"}  # run as a script in a clean process; imports no keras_unet
