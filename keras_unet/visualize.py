@@ -55,13 +55,18 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
 
 def _display(image: np.ndarray) -> np.ndarray:
     """float64 RGB ``(H, W, 3)`` in [0, 255] of an image of any range: the 0.5 and 99.5
-    percentiles stretched to black and white."""
+    percentiles stretched to black and white; of more channels the first three, of two red and
+    green."""
     img = np.asarray(image, np.float64)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     lo, hi = np.percentile(img, (0.5, 99.5)) if img.size else (0, 1)
     grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255
-    return np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+    if grey.ndim == 2:
+        return np.repeat(grey[..., None], 3, axis=2)
+    if grey.shape[2] < 3:  # 2 channels: red and green
+        grey = np.concatenate([grey, np.zeros(grey.shape[:2] + (3 - grey.shape[2],))], axis=2)
+    return grey[..., :3]
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarray:

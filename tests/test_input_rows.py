@@ -101,10 +101,11 @@ def test_row4_imagej_hyperstack_is_pages_of_channels(tmp_path, rng):
     one_error_line(one_channel, "h.tif[0]: the model takes 1-channel images, this one has 2")
     assert not (tmp_path / "o1").exists()
     model = saved(tmp_path, channels=2, name="m2.keras")
-    result = run("predict", model, tmp_path / "h.tif", "-o", tmp_path / "out", "--no-overlay")
+    result = run("predict", model, tmp_path / "h.tif", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     masks = tifffile.imread(tmp_path / "out" / "h_mask.tif")
     assert masks.shape == (3, 40, 50)
+    assert cv2.imread(str(tmp_path / "out" / "h_002_overlay.png")).shape == (40, 50, 3)
     expected = Predictor(model)(np.moveaxis(stack[1], 0, -1)).argmax(-1) * 255
     np.testing.assert_array_equal(masks[1], expected)
 
