@@ -35,6 +35,7 @@ from .outputs import Output as _Output
 from .outputs import PredictReport, each_file, expand_inputs, mask_image, page_names, write_masks
 from .preprocess import Normalizer, instance_settings_of, normalizer_of
 from .remote import predict_files_remote
+from .serving import graph_error
 from .tiling import predict_tiled
 
 __all__ = ["load_model", "Predictor", "predict_files", "predict_files_remote", "predict_instances",
@@ -91,18 +92,6 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     except Exception as exc:  # Keras raises many types for a broken file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"cannot load {path}: not a loadable Keras model file ({first})") from None
-
-
-def graph_error(message: str) -> str:
-    """The line of a TensorFlow graph error that says what is wrong (an assertion's own
-    message, or a check's), without TensorFlow's framing."""
-    for line in (m.strip() for m in message.splitlines()):
-        if line.startswith("assertion failed: ["):
-            return line[len("assertion failed: ["):].split("]", 1)[0]
-        if line and not line.startswith(("Graph execution error", "Detected at node", "<stack",
-                                         "[[", "{{")):
-            return line.split(" : Tensor had")[0]
-    return message.strip().splitlines()[0] if message.strip() else "graph error"
 
 
 def validate_batch_tile(batch_size: int, tile_size: int | None) -> None:

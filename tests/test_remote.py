@@ -147,3 +147,31 @@ def test_predict_server_imports_no_tensorflow(tmp_path):
     assert proc.stdout.split()[-2:] == ["NO", "TF"], proc.stdout + proc.stderr
     assert "EXIT 1" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_server_refuses_what_predict_refuses(tmp_path, rng):
+    """The served model's own refusals (16-bit data for a model trained on 8-bit images under
+    fixed normalisation) and the client's (NaN) come back as one line each, naming the file."""
+    from cli_helpers import one_error_line
+    from keras_unet.export import export_saved_model
+    from tfserving_fake import FakeServing
+
+    net = build_unet(depth=2, filters=2, normalizer=Normalizer("fixed", 255.0, 1, "uint8", 0, 250))
+    export_saved_model(net, tmp_path / "exp", "unet")
+    grey = (rng.random((30, 40)) * 250).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a16.png"), grey.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "a8.png"), grey)
+    nan = grey.astype(np.float32)
+    nan[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", nan)
+    runner = CliRunner()
+    with FakeServing("unet", tmp_path / "exp" / "unet") as server:
+        def served(name):
+            return runner.invoke(main, ["predict", "--server", server.url, "--model", "unet",
+                                        str(tmp_path / name), "-o", str(tmp_path / name[:-4])])
+
+        assert served("a8.png").exit_code == 0
+        one_error_line(served("a16.png"), "a PNG of another bit depth than 8, but this model "
+                                          "was trained with --normalization fixed")
+        one_error_line(served("nan.tif"), "nan.tif: the image holds NaN or infinite values")
+    assert not (tmp_path / "a16").exists() and not (tmp_path / "nan").exists()
