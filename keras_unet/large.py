@@ -209,9 +209,10 @@ def predict_large(
             report.outputs["instances"] = path
     except BaseException:  # nothing half-written is left behind
         for writer in writers.values():
-            if writer.thread.is_alive():
-                writer.queue.put(None)
-                writer.thread.join()
+            for _ in range(2):  # the end mark; again for a writer that failed and drains
+                if writer.thread.is_alive():
+                    writer.queue.put(None)
+                    writer.thread.join(timeout=10)
         for path in [w.path for w in writers.values()] + list(report.outputs.values()):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         raise

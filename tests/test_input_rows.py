@@ -278,3 +278,16 @@ def test_row10_python_api_takes_raw_images_or_names_the_function(tmp_path, rng):
 def _write(path, image):
     tifffile.imwrite(path, image)
     return path
+
+
+def test_nan_found_mid_way_blockwise_leaves_no_half_written_output(tmp_path, rng):
+    from keras_unet.large import predict_large
+
+    image = rng.random((300, 200)).astype(np.float32)
+    image[280, 10] = np.inf  # in the last strip, after others were written
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    net = build_unet(depth=2, filters=2)
+    with pytest.raises(ValueError, match="a.tif: the image holds NaN or infinite values"):
+        predict_large(net, tmp_path / "a.tif", tmp_path / "out", tile_size=44,
+                      strip_pixels=2000, instances={"threshold": 0.5}, probabilities=True)
+    assert list((tmp_path / "out").iterdir()) == []
