@@ -2,17 +2,18 @@
 
 ``serving_default`` takes float32 images ``[batch, height, width, channels]`` of any size, in their
 raw intensity range: the model's own :class:`~keras_unet.preprocess.Normalizer`, mirror padding,
-the tiles and the crop back all run inside the graph.
+the tiles and the crop back all run inside the graph. The tiles follow
+:func:`keras_unet.tiling.axis_plan`, the same rule as :func:`keras_unet.tiling.predict_tiled`, so
+the two give the same probabilities.
 
 Both signatures refuse, with an ``InvalidArgument`` error (TF Serving answers 400 with its
 message), what a local ``keras-unet predict`` refuses (:meth:`Normalizer.check`): NaN or infinite
-values; under ``fixed`` normalisation with a recorded training dtype, values above the scale and
-PNGs of another bit depth; in ``predict_png``, an alpha channel that varies and a channel count
-the model does not take. A constant alpha is dropped, and a grey image stored as RGB is taken as
+values; under ``fixed`` normalisation with a recorded training dtype, values above the scale,
+images within 0..1 with fractions for a model trained on integers, and PNGs of another bit
+depth; in ``predict_png``, an alpha channel that varies and a channel count the model does not
+take. A constant alpha is dropped, and a grey image stored as RGB is taken as
 grey, as :func:`keras_unet.images.read_stack` and :meth:`Normalizer.channels_of` do. PNG pixels
-are the raw values (0..255 or 0..65535), the same numbers the reader gives. The tiles follow
-:func:`keras_unet.tiling.axis_plan`, the same rule as :func:`keras_unet.tiling.predict_tiled`, so
-the two give the same probabilities.
+are the raw values (0..255 or 0..65535), the same numbers the reader gives.
 """
 
 from __future__ import annotations
@@ -166,10 +167,16 @@ def serving_functions(model: keras.Model, tile_size: int | None = None, batch_si
                     "numpy.nan_to_num): the network would call them background")
         if not fixed:
             return images
-        ok = tf.debugging.assert_less_equal(
-            tf.reduce_max(images), tf.constant(normalizer.scale, images.dtype),
-            message=f"values above {normalizer.scale:g}, but {why}")
-        with tf.control_dependencies([ok]):
+        top = tf.reduce_max(images)
+        checks = [tf.debugging.assert_less_equal(
+            top, tf.constant(normalizer.scale, images.dtype),
+            message=f"values above {normalizer.scale:g}, but {why}")]
+        if trained_bits is not None and normalizer.high > 1:  # float32 here: fractions tell
+            checks.append(tf.debugging.Assert(
+                tf.logical_or(top > 1, tf.reduce_all(tf.equal(images, tf.round(images)))),
+                [f"a float image of values within 0..1, but {why}; multiply it by "
+                 f"{normalizer.scale:g} (it was probably scaled to 0..1)"]))
+        with tf.control_dependencies(checks):
             return tf.identity(images)
 
     def serve_images(images):

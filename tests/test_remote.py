@@ -98,11 +98,13 @@ def served(tmp_path_factory):
     from keras_unet.export import export_saved_model
     from tfserving_fake import FakeServing
 
+    from keras_unet._compat import keras
+
     base = tmp_path_factory.mktemp("served")
     servers, models = {}, {}
+    keras.utils.set_random_seed(3)  # weights whose masks hold both classes on these images
     for channels in (1, 2):
         net = build_unet((None, None, channels), depth=2, filters=4)
-        net.get_layer("logits").bias.assign([0.0, 0.05])
         models[channels] = base / f"m{channels}.keras"
         net.save(models[channels])
         export_saved_model(net, base / f"exp{channels}", "unet")
@@ -150,8 +152,8 @@ def test_predict_server_imports_no_tensorflow(tmp_path):
 
 
 def test_predict_server_refuses_what_predict_refuses(tmp_path, rng):
-    """The served model's own refusals (16-bit data for a model trained on 8-bit images under
-    fixed normalisation) and the client's (NaN) come back as one line each, naming the file."""
+    """The served model's own refusals (16-bit data or a 0..1 float image for a model trained on
+    8-bit images under fixed normalisation) and the client's (NaN) come back as one line each."""
     from cli_helpers import one_error_line
     from keras_unet.export import export_saved_model
     from tfserving_fake import FakeServing
@@ -164,6 +166,7 @@ def test_predict_server_refuses_what_predict_refuses(tmp_path, rng):
     nan = grey.astype(np.float32)
     nan[3, 4] = np.nan
     tifffile.imwrite(tmp_path / "nan.tif", nan)
+    tifffile.imwrite(tmp_path / "unit.tif", grey.astype(np.float32) / 255)
     runner = CliRunner()
     with FakeServing("unet", tmp_path / "exp" / "unet") as server:
         def served(name):
@@ -174,4 +177,5 @@ def test_predict_server_refuses_what_predict_refuses(tmp_path, rng):
         one_error_line(served("a16.png"), "a PNG of another bit depth than 8, but this model "
                                           "was trained with --normalization fixed")
         one_error_line(served("nan.tif"), "nan.tif: the image holds NaN or infinite values")
-    assert not (tmp_path / "a16").exists() and not (tmp_path / "nan").exists()
+        one_error_line(served("unit.tif"), "a float image of values within 0..1, but this model")
+    assert not any((tmp_path / name).exists() for name in ("a16", "nan", "unit"))

@@ -63,7 +63,9 @@ def test_any_size_input_equals_predict_tiled(unet, exported, rng):
     assert out["mask"].shape == (1, 500, 700) and out["mask"].dtype == np.int32
     expected = predict_tiled(unet, normalize(image.astype(np.uint8)), TILE)
     np.testing.assert_allclose(out["probabilities"][0], expected, atol=1e-5)
-    np.testing.assert_array_equal(out["mask"][0], expected.argmax(-1))
+    clear = np.abs(expected[..., 1] - expected[..., 0]) > 1e-4  # not a tie within float rounding
+    np.testing.assert_array_equal(out["mask"][0][clear], expected.argmax(-1)[clear])
+    assert clear.mean() > 0.99
 
 
 def test_batches_of_images_are_tiled_each(unet, exported, rng):
