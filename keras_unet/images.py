@@ -10,18 +10,19 @@ axes known from the file:
 * TIFF axes come from the file's metadata through tifffile (``TiffFile.series[0].axes``, which
   reads ImageJ hyperstacks and OME-TIFF): ``Y``/``X`` are the image, ``C`` and ``S`` (samples)
   are channels, every other named axis (``Z``, ``T``, ``I``: pages of a stack, ...) holds pages;
-* an axis tifffile cannot name (``Q``, from a file written without axes) is settled by two rules:
-  a last axis of at most :data:`MAX_TRAILING_CHANNELS` after two larger ones holds channels (NumPy's
-  ``(height, width, channels)``), a first axis holds pages (``(pages, height, width)`` stacks);
-  length-1 axes are dropped. What stays unclear (two unnamed axes, two channel axes) is refused
+* an axis tifffile cannot name (``Q``, from a file written without axes, or tifffile's
+  planar-RGB guess for a ``(3 or 4, H, W)`` array) is settled by two rules: a last axis of at
+  most :data:`keras_unet.axes.MAX_TRAILING_CHANNELS` (16) after two larger ones holds channels
+  (NumPy's ``(height, width, channels)``), a first axis holds pages (``(pages, height, width)``
+  stacks); length-1 axes are dropped (:mod:`keras_unet.axes`). What stays unclear (two unnamed axes, two channel axes) is refused
   with one line naming the axes found and the ``--axes`` that settles it.
 
 ``axes`` (the ``--axes`` option) overrides the file's axes for TIFF files: one letter per axis of
 the stored array, ``Y`` and ``X`` for the image, ``C`` for channels, ``Z`` or ``T`` for pages (e.g.
 ``YXC``, ``CYX``, ``ZCYX``). PNG, JPEG and BMP have no choice to make; ``axes`` does not apply.
 
-**Alpha.** A transparency channel (the 4th channel of a PNG/JPEG/BMP, or a TIFF extra sample
-marked as alpha) that is constant is dropped, by every command and by the SavedModel's
+**Alpha.** A transparency channel (the 4th channel of a PNG/BMP, or a grey+alpha PNG's 2nd, or
+a TIFF extra sample marked as alpha) that is constant is dropped, by every command and by the SavedModel's
 ``predict_png`` signature alike. One that varies is refused: the colour values of a partly
 transparent image are not what was recorded.
 
