@@ -14,7 +14,7 @@ from keras_unet.config import PRESETS, option_fields
 
 from . import main
 
-TYPES = {"int": int, "float": float}
+TYPES = {"int": int, "float": float, "str": str}
 
 
 def config_options(command):
@@ -32,7 +32,7 @@ def config_options(command):
         elif meta.get("type") == "path":
             kw.update(type=click.Path(), show_default=False)
         else:
-            kw.update(type=TYPES[f.type], default=f.default)
+            kw.update(type=TYPES[f.type.removesuffix(" | None")], default=f.default)
         name = meta.get("option", "--" + f.name.replace("_", "-"))
         command = click.option(name, f.name, **kw)(command)
     return command

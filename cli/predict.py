@@ -6,6 +6,8 @@ import json
 
 import click
 
+from keras_unet.axes import AXES_HELP
+
 from . import main
 
 
@@ -51,10 +53,11 @@ def instance_options(command):
 @click.option("--instances", "as_instances", is_flag=True,
               help="Also write NAME_instances.tif: one id per object (uint16).")
 @click.option("--blockwise", is_flag=True, help="Strip by strip to tiled TIFF/zarr, for images "
-              "larger than memory (automatic for TIFF/zarr over 64 MP).")
+              "larger than memory (automatic, any format, over 64 MP or 2 GiB whole).")
+@click.option("--axes", help=AXES_HELP)
 @instance_options
 def predict(args, output, tile_size, batch_size, tta, save_probabilities, overlay, server,
-            model_name, model_version, timeout, as_instances, blockwise, **instance) -> None:
+            model_name, model_version, timeout, as_instances, blockwise, axes, **instance) -> None:
     """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras or SavedModel folder),
     or with a model served by TF Serving (--server URL --model NAME; no MODEL then).
 
@@ -67,12 +70,12 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
         if tta or save_probabilities or tile_size or as_instances:
             raise ValueError("--tta, --tile-size, --save-probabilities and --instances work with "
                              "a local MODEL only, not with --server")
-        from keras_unet.predict import predict_files_remote
+        from keras_unet.remote import predict_files_remote  # no TensorFlow on this path
         from keras_unet.serving import ServingClient
 
         client = ServingClient(server, model_name, model_version, timeout=timeout)
         report = predict_files_remote(client, args, output, overlay,
-                                      _bar(f"Predicting with {client.model_url}"))
+                                      _bar(f"Predicting with {client.model_url}"), axes)
     else:
         if model_name or model_version:
             raise ValueError("--model and --version go with --server; a local MODEL is a path")
@@ -83,7 +86,7 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
         report = predict_files(args[0], args[1:], output, tile_size, batch_size, tta, overlay,
                                save_probabilities, _bar("Predicting"),
                                instance if as_instances else None, blockwise,
-                               click.progressbar)
+                               click.progressbar, axes)
     for line in report.failed:
         click.echo(f"Error: {line}", err=True)
     click.echo("\n".join(report.notes + [report.summary]))
@@ -120,8 +123,9 @@ def serving_status(server, model_name, model_version, timeout, as_json) -> None:
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--tta", is_flag=True, help="Test-time augmentation (flips and rotations).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--axes", help=AXES_HELP)
 @instance_options
-def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json,
+def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json, axes,
              **instance) -> None:
     """Score MODEL on labelled images: pixel error, foreground IoU and Dice, Rand error, and
     instance AP at IoU 0.5-0.95, mAP, F1, merges and splits."""
@@ -130,5 +134,5 @@ def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_jso
     # With --json, stdout carries only the JSON; the progress goes to stderr.
     stream = click.get_text_stream("stderr") if as_json else None
     result = evaluate_files(model, images, masks, mask_type, tile_size, batch_size, tta,
-                            _bar("Evaluating", stream), instance)
+                            _bar("Evaluating", stream), instance, axes)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

@@ -25,9 +25,10 @@ FIT = TrainConfig()  # the defaults fit trains with, so the map shown is the map
               help="Separating border px per touching object (0: off), as fit uses.")
 @click.option("--output", "-o", type=click.Path(), required=True,
               help="Output path without suffix: writes OUTPUT.npy and OUTPUT.png.")
-def weight_map(mask, w0, sigma, class_weights, mask_type, border_width, output) -> None:
+@click.option("--axes", help="Axes of a TIFF mask whose file does not say (e.g. YX).")
+def weight_map(mask, w0, sigma, class_weights, mask_type, border_width, output, axes) -> None:
     """Write the weight map of MASK as .npy (exact values) and a colour-mapped .png."""
     from keras_unet.visualize import weight_map_files
 
     weight_map_files(mask, output, w0, sigma, None if class_weights == "none" else "balanced",
-                     mask_type, border_width, log=click.echo)
+                     mask_type, border_width, log=click.echo, axes=axes)

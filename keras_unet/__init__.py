@@ -44,6 +44,7 @@ _EXPORTS = {
     "instances_from_mask": "weights",
     "unet_weight_map": "weights",
     "read_image": "images",
+    "read_stack": "images",
     "read_mask": "images",
     "load_pairs": "images",
     "demo_data": "data",

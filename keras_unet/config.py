@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .axes import check_axes
 from .geometry import Geometry
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "MIXED",
     "CALIBRATION_METRICS",
     "check_keys",
+    "check_axes",
     "load_config_file",
     "resolve_config",
     "option_fields",
@@ -42,8 +44,6 @@ MIXED = (None, "auto", "float16", "bfloat16")
 MASK_TYPES = ("auto", "instance", "binary", "class")
 #: what the object settings can be calibrated for (keras_unet.evaluate.choose_instance_settings)
 CALIBRATION_METRICS = ("ap50", "rand")
-
-
 def setting(default: Any, help: str, **cli: Any) -> Any:
     """A dataclass field with its command-line description.
 
@@ -162,6 +162,12 @@ class TrainConfig(Augmentation):
                                  "max; percentile: per-image 1st-99.8th percentile to 0-1.",
                                  choices=("image", "fixed", "percentile"))
     input_scale: float = field(default=255.0, metadata={})  # training images' dtype maximum
+    # the training images' dtype and value range, recorded in the model (set by prepare)
+    input_dtype: str | None = field(default=None, metadata={})
+    input_min: float | None = field(default=None, metadata={})
+    input_max: float | None = field(default=None, metadata={})
+    axes: str | None = setting(None, "Axes of TIFF images whose files do not say, one letter per "
+                               "stored axis: Y, X, C (channels), Z or T (pages); e.g. YXC, CYX.")
     # model
     depth: int = setting(4, "Resolution levels (the paper: 5).")
     filters: int = setting(32, "Channels of the first level (the paper: 64).")
@@ -272,6 +278,7 @@ class TrainConfig(Augmentation):
         if self.calibrate_metric not in CALIBRATION_METRICS:
             raise ValueError(f"calibrate_metric must be {' or '.join(CALIBRATION_METRICS)}, "
                              f"got {self.calibrate_metric!r}")
+        self.axes = check_axes(self.axes)
         Augmentation.validate(self)
         return self
 

@@ -21,13 +21,35 @@ import sys
 import threading
 import types
 
-__all__ = ["quiet_tensorflow", "NATIVE_LOG", "one_line", "no_bar"]
+__all__ = ["quiet_tensorflow", "NATIVE_LOG", "one_line", "no_bar", "show_input_warnings",
+           "InputWarning"]
 
 
 @contextlib.contextmanager
 def no_bar(length: int, label: str):
     """A stand-in for ``click.progressbar(length=, label=)`` that shows nothing."""
     yield types.SimpleNamespace(update=lambda _n: None)
+
+
+class InputWarning(UserWarning):
+    """An input the model can take but may not mean (values beyond its training range, ...);
+    the command line shows each as one ``Warning: ...`` line."""
+
+
+def show_input_warnings() -> None:
+    """Show every :class:`keras_unet.images.InputWarning` as one ``Warning: ...`` line (no
+    source file and line), each time it occurs; other warnings as Python shows them."""
+    import warnings
+
+    warnings.simplefilter("always", InputWarning)
+    plain = warnings.formatwarning
+
+    def one_line_warning(message, category, filename, lineno, line=None):
+        if issubclass(category, InputWarning):
+            return f"Warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line_warning
 
 
 def one_line(exc: BaseException) -> str:
@@ -54,10 +76,12 @@ _state: dict = {}
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Hide TensorFlow's native log lines for the rest of the process (see the module docs).
 
-    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2. Does nothing with
+    Shows input warnings as one line each (:func:`show_input_warnings`), sets
+    ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2. Does nothing with
     ``verbose``, with ``KERAS_UNET_VERBOSE=1``, when already done, or when stderr has no file
     descriptor (inside a test runner's capture, say).
     """
+    show_input_warnings()
     if verbose or os.environ.get("KERAS_UNET_VERBOSE", "") not in ("", "0") or _state:
         return
     if sys.stderr is not sys.__stderr__:  # captured (click's CliRunner, pytest): leave it be

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ._compat import keras
+from .axes import check_axes
 from .config import CALIBRATION_METRICS
-from .images import load_pairs
+from .images import read_pairs
 from .instances import label_instances
 from .metrics import (
     TAUS,
@@ -43,8 +44,11 @@ def evaluate_files(
     tta: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
     instances: InstanceOptions | dict | None = None,
+    axes: str | None = None,
 ) -> dict:
-    """Score a model on labelled images.
+    """Score a model on labelled images, read as ``fit`` reads them (the one reader, ``axes``
+    for TIFF images, and fit's mask rules: a mask whose values are no labels is refused, naming
+    its file).
 
     Returns:
         ``{"images": [{"image": name, metric: value, ...}, ...], "mean": {...},
@@ -53,18 +57,20 @@ def evaluate_files(
         over all images (two-class models only).
     """
     validate_batch_tile(batch_size, tile_size)
+    axes = check_axes(axes)
     if not isinstance(model, keras.Model) and not Path(model).exists():
         raise FileNotFoundError(f"model {model} does not exist")
-    xs, ys, names = load_pairs(images, masks)
+    xs, ys, names, mask_names = read_pairs(images, masks, axes)
     predictor = Predictor(model, tile_size, batch_size, tta)
     two_classes = predictor.n_classes == 2
     settings = InstanceOptions.of(instances).resolve(predictor.instance_settings)
     rows, counts = [], []
-    items = list(zip(xs, ys, names))
-    for x, y, name in (progress(items) if progress else items):
-        truth, objects = labels_from_mask(y, predictor.n_classes, mask_type, name)
+    items = list(zip(xs, ys, names, mask_names))
+    for x, y, name, mask_name in (progress(items) if progress else items):
+        truth, objects = labels_from_mask(y, predictor.n_classes, mask_type, mask_name)
         if truth.shape != x.shape[:2]:
-            raise ValueError(f"{name}: image and mask sizes differ ({x.shape[:2]} vs {truth.shape})")
+            raise ValueError(f"{name}: image and mask sizes differ ({x.shape[:2]} vs "
+                             f"{truth.shape} for {mask_name})")
         probs = predictor(x, name)
         row = {"image": name, **segmentation_metrics(probs.argmax(-1), truth)}
         if two_classes:

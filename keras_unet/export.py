@@ -47,6 +47,14 @@ __all__ = [
 ]
 
 
+def png_bits(normalizer) -> int:
+    """The bit depth of PNGs the export's ``predict_png`` takes: 16 for ``fixed`` normalisation
+    on 16-bit training images, else 8 (any depth is taken then)."""
+    dtype = np.dtype(normalizer.dtype) if normalizer.dtype else None
+    fixed16 = normalizer.mode == "fixed" and dtype is not None and dtype.kind in "ui"
+    return 16 if fixed16 and dtype.itemsize == 2 else 8
+
+
 def check_name(name: str) -> str:
     """A model name TF Serving accepts as a folder: letters, digits, ``-``, ``_``, ``.``."""
     if not name or not all(ch.isalnum() or ch in "-_." for ch in name) or name.startswith("."):
@@ -71,6 +79,9 @@ def export_metadata(model: keras.Model, config: dict | None = None,
         "instances": instance_settings_of(model),
         "normalization": normalizer.mode,
         "input_scale": float(normalizer.scale),
+        "input_dtype": normalizer.dtype,
+        "input_range": (None if normalizer.high is None
+                        else [float(normalizer.low), float(normalizer.high)]),
         "tile_size": tile_size,
         "tile_batch_size": batch_size,
         "signatures": {
@@ -169,7 +180,7 @@ def export_saved_model(
             progress("writing the SavedModel")
         archive.write_out(str(tmp), verbose=False)
         _write_metadata(tmp, model, config, tile, batch_size)
-        write_warmup(tmp, name, channels)
+        write_warmup(tmp, name, channels, png_bits(normalizer_of(model)))
         if final.exists():  # overwrite: move the old one aside first, then swap
             old = base / f".old-{version}-{os.getpid()}"
             os.rename(final, old)
@@ -223,12 +234,24 @@ def check_export(
     h, w = size
     smooth = _smooth_image(rng.random((h, w, channels)))
     raw8 = np.round(smooth * 255).astype(np.uint8)
-    png8 = tf.io.encode_png(raw8).numpy()
-    png16 = tf.io.encode_png((raw8.astype(np.uint16) * 257)).numpy()
+    trained = np.dtype(meta["input_dtype"]) if meta.get("input_dtype") else None
+    fixed = meta.get("normalization") == "fixed" and trained is not None
+    # the test image in the training images' dtype, and the PNGs the model takes: those of its
+    # training depth under fixed normalisation (none for float training images), else both
+    if fixed and trained.kind == "f":
+        raw, depths = smooth.astype(np.float32), ()
+    elif fixed and trained == np.uint16:
+        raw, depths = raw8.astype(np.uint16) * 257, (16,)
+    else:
+        raw, depths = raw8, ((8,) if fixed else (8, 16))
+    pngs = [tf.io.encode_png(raw8 if d == 8 else raw8.astype(np.uint16) * 257).numpy()
+            for d in depths]
     with tempfile.TemporaryDirectory() as tmp:
         inputs, outputs = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        np.savez(inputs, **{"serving_default/images": raw8[None].astype(np.float32),
-                            "predict_png/image_bytes": np.array([png8, png16], dtype=object)})
+        feeds = {"serving_default/images": raw[None].astype(np.float32)}
+        if pngs:
+            feeds["predict_png/image_bytes"] = np.array(pngs, dtype=object)
+        np.savez(inputs, **feeds)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         script = Path(__file__).with_name("loader_check.py")
         proc = subprocess.run(  # -I: a clean interpreter that cannot see keras_unet's folder
@@ -254,16 +277,16 @@ def check_export(
     mask = results["serving_default/mask"][0]
     if probs.shape[:2] != (h, w):
         raise ValueError(f"serving_default returned {probs.shape[:2]} for a {h}x{w} image")
-    for i, data in enumerate(results["predict_png/mask_png_bytes"]):
+    for i, data in enumerate(results.get("predict_png/mask_png_bytes", [])):
         png_mask = tf.io.decode_png(data).numpy()[..., 0]
         expected = mask * 255 if probs.shape[-1] == 2 else mask
         if not np.array_equal(png_mask, expected.astype(np.uint8)):
-            which = ("8-bit", "16-bit")[i]
+            which = f"{depths[i]}-bit"
             raise ValueError(f"predict_png's mask for a {which} PNG differs from serving_default's")
     report["image_size"] = [h, w]
     if model is not None:
         tile = meta.get("tile_size")
-        keras_probs = predict_tiled(model, normalizer_of(model)(raw8), tile)
+        keras_probs = predict_tiled(model, normalizer_of(model)(raw), tile)
         diff = float(np.abs(keras_probs - probs).max())
         report["max_abs_diff_vs_keras"] = diff
         if diff > atol:

@@ -107,6 +107,7 @@ def predict_large(
     probabilities: bool = False,
     strip_pixels: int = 4_000_000,
     progress: Callable[[int], None] | None = None,
+    axes: str | None = None,
 ) -> LargeReport:
     """Predict an image of any size strip by strip, from and to files (see the module docs).
 
@@ -127,6 +128,13 @@ def predict_large(
         strip_pixels: output pixels per strip, at least one row of tiles (memory: about 10 bytes
             each, plus the model's and one batch of tiles).
         progress: called with the number of image pixels finished after each strip.
+        axes: a TIFF's axes (``--axes``), default the file's own
+            (:func:`keras_unet.images.read_stack`).
+
+    Raises:
+        ValueError: as whole-image prediction, e.g. for NaN pixels or values the model's
+            training never meant (:meth:`keras_unet.preprocess.Normalizer.check`); the outputs
+            begun are removed.
 
     Returns:
         A :class:`LargeReport`.
@@ -142,7 +150,7 @@ def predict_large(
     n_classes = int(model.output_shape[-1])
     if (instances or probabilities) and n_classes != 2:
         raise ValueError("instances and probabilities need a two-class model")
-    source = open_source(src)
+    source = open_source(src, axes)
     h, w, _ = source.shape
     normalizer = normalizer_of(model)
     tile = tile_size or default_tile_size(geo, (h, w))
@@ -174,7 +182,9 @@ def predict_large(
         t0, t1 = i * per_strip, min((i + 1) * per_strip, py.count)
         rows = rows_idx[t0 * s:(t1 - 1) * s + tile]
         raw = source.rows(int(rows.min()), int(rows.max()) + 1)[rows - rows.min()][:, cols_idx]
-        return t0, normalizer.channels_of(raw, source.name)
+        raw = normalizer.channels_of(raw, source.name)
+        normalizer.check(raw, source.name)  # refusals only: a warning per strip would repeat
+        return t0, raw
 
     def normalize(block: np.ndarray) -> np.ndarray:  # elementwise: the same numbers as whole
         return normalizer.apply(block, stats)
@@ -200,6 +210,15 @@ def predict_large(
             path = out / f"{stem}_instances{suffix}"
             report.objects = labeller.finish(path, kind)
             report.outputs["instances"] = path
+    except BaseException:  # nothing half-written is left behind
+        for writer in writers.values():
+            for _ in range(2):  # the end mark; again for a writer that failed and drains
+                if writer.thread.is_alive():
+                    writer.queue.put(None)
+                    writer.thread.join(timeout=10)
+        for path in [w.path for w in writers.values()] + list(report.outputs.values()):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
     finally:
         for writer in writers.values():
             if writer.thread.is_alive():

@@ -27,12 +27,15 @@ class Preprocessing(keras.layers.Layer):
     (:func:`keras_unet.instances.label_instances`, read back by
     :func:`keras_unet.preprocess.instance_settings_of`): the separating border width it was
     trained with, the decision threshold and neck depth calibrated after training, and the
-    smallest object size.
+    smallest object size. ``image_dtype``, ``image_min`` and ``image_max`` record the dtype
+    and value range of the training images (None in models saved before they were recorded:
+    no check).
     """
 
     def __init__(self, mode: str = "image", scale: float = 255.0, border_width: int = 0,
                  threshold: float = 0.5, min_size: int = 0, split_depth: float = 0.0,
-                 **kwargs):
+                 image_dtype: str | None = None, image_min: float | None = None,
+                 image_max: float | None = None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if mode not in ("image", "fixed", "percentile") or not float(scale) > 0:
@@ -41,6 +44,9 @@ class Preprocessing(keras.layers.Layer):
         self.mode, self.scale = mode, float(scale)
         self.border_width, self.threshold = int(border_width), float(threshold)
         self.min_size, self.split_depth = int(min_size), float(split_depth)
+        self.image_dtype = None if image_dtype is None else str(image_dtype)
+        self.image_min = None if image_min is None else float(image_min)
+        self.image_max = None if image_max is None else float(image_max)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -52,7 +58,8 @@ class Preprocessing(keras.layers.Layer):
         config = super().get_config()
         config.update(mode=self.mode, scale=self.scale, border_width=self.border_width,
                       threshold=self.threshold, min_size=self.min_size,
-                      split_depth=self.split_depth)
+                      split_depth=self.split_depth, image_dtype=self.image_dtype,
+                      image_min=self.image_min, image_max=self.image_max)
         return config
 
 

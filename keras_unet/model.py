@@ -126,7 +126,9 @@ def build_unet(
 
     normalizer = normalizer or Normalizer()
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = Preprocessing(normalizer.mode, normalizer.scale, border_width, name="preprocessing")(inputs)
+    x = Preprocessing(normalizer.mode, normalizer.scale, border_width, name="preprocessing",
+                      image_dtype=normalizer.dtype, image_min=normalizer.low,
+                      image_max=normalizer.high)(inputs)
     x = InputSizeGuard(depth, padding, name="size_guard")(x)
 
     # Contracting path: conv-conv, keep the map for the skip join, max-pool.

@@ -17,19 +17,25 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from ._compat import keras, tf
+from .config import check_axes
 from .console import no_bar
 from .files import atomic_path, check_writable
-from .images import IMAGE_SUFFIXES, list_images, read_pages
+from .images import read_pages
 from .instances import label_dtype, label_instances
-from .large import BLOCKWISE_PIXELS, image_pixels, predict_large
+from .large import predict_large
+from .lazyio import blockwise_reason
+from .outputs import Output as _Output
+from .outputs import PredictReport, each_file, expand_inputs, mask_image, page_names, write_masks
 from .preprocess import Normalizer, instance_settings_of, normalizer_of
+from .remote import predict_files_remote
+from .serving import graph_error
 from .tiling import predict_tiled
 
 __all__ = ["load_model", "Predictor", "predict_files", "predict_files_remote", "predict_instances",
@@ -105,8 +111,10 @@ class Predictor:
     * a SavedModel folder (from ``keras-unet export``): its ``serving_default`` signature does the
       normalisation and tiling itself; ``tile_size`` and ``tta`` do not apply.
 
-    Call it with a raw ``(H, W)`` or ``(H, W, C)`` image of any dtype; it returns float32
-    ``(H, W, n_classes)``.
+    Call it with a **raw** ``(H, W)`` or ``(H, W, C)`` image of any dtype, as the command line
+    reads it (:func:`keras_unet.images.read_image`); it returns float32 ``(H, W, n_classes)``.
+    NaN or infinite pixels and values the model's training never meant raise a ValueError
+    (:meth:`keras_unet.preprocess.Normalizer.check`).
     """
 
     def __init__(self, model, tile_size: int | None = None, batch_size: int = 4,
@@ -137,19 +145,36 @@ class Predictor:
 
     def _init_saved_model(self) -> None:
         self.kind, self.model, self.normalizer = "saved_model", None, None
-        meta = self.path / "assets.extra" / "keras_unet.json"
-        self.instance_settings = dict(INSTANCE_DEFAULTS)
-        if meta.is_file():
-            self.instance_settings.update(json.loads(meta.read_text()).get("instances", {}))
+        meta_path = self.path / "assets.extra" / "keras_unet.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        self.instance_settings = {**INSTANCE_DEFAULTS, **meta.get("instances", {})}
         self._serve = tf.saved_model.load(str(self.path)).signatures["serving_default"]
         spec = self._serve.structured_input_signature[1]["images"]
         self.channels = int(spec.shape[-1])
         self.n_classes = int(self._serve.structured_outputs["probabilities"].shape[-1])
+        low, high = meta.get("input_range") or (None, None)
+        # the graph normalises; this copy of the contract checks the raw image first
+        self.contract = Normalizer(meta.get("normalization", "image"),
+                                   float(meta.get("input_scale", 255.0)), self.channels,
+                                   meta.get("input_dtype"), low, high)
 
     def __call__(self, image: np.ndarray, name: str = "image", progress=None) -> np.ndarray:
+        """Class probabilities, float32 ``(H, W, n_classes)``, for a raw ``(H, W[, C])`` image
+        of any dtype (the model's own preprocessing is applied). Raises a ValueError naming
+        ``name`` for pixels the model cannot take (see
+        :meth:`keras_unet.preprocess.Normalizer.check`)."""
         if self.kind == "saved_model":
-            image = Normalizer(channels=self.channels).channels_of(image, name)
-            out = self._serve(images=tf.constant(image[None].astype(np.float32)))
+            import warnings
+
+            from .images import InputWarning
+
+            image = self.contract.channels_of(image, name)
+            for message in self.contract.check(image, name):
+                warnings.warn(message, InputWarning, stacklevel=2)
+            try:
+                out = self._serve(images=tf.constant(image[None].astype(np.float32)))
+            except tf.errors.InvalidArgumentError as exc:  # the graph's own refusals
+                raise ValueError(f"{name}: {graph_error(exc.message)}") from None
             return out["probabilities"].numpy()[0]
         return predict_tiled(self.model, self.normalizer(image, name), self.tile_size,
                              self.batch_size, self.tta, progress=progress)
@@ -158,11 +183,14 @@ class Predictor:
 def predict_instances(model, image: np.ndarray, options: InstanceOptions | None = None,
                       tile_size: int | None = None, batch_size: int = 4,
                       tta: bool = False) -> np.ndarray:
-    """Instance labels for a raw image: one id per object, 0 = background.
+    """Instance labels for a **raw** image (as the command line reads it; the model's own
+    preprocessing is applied): one id per object, 0 = background.
 
     Args:
         model: a ``.keras`` path, SavedModel folder, ``keras.Model`` or :class:`Predictor`.
-        image: raw ``(H, W)`` / ``(H, W, C)`` image of any dtype and size.
+        image: raw ``(H, W)`` / ``(H, W, C)`` image of any dtype and size; never normalised
+            beforehand (a float image already normalised is refused or misread like any raw
+            image the model's training never meant).
         options: post-processing; default the model's own settings.
 
     Returns:
@@ -172,78 +200,6 @@ def predict_instances(model, image: np.ndarray, options: InstanceOptions | None 
                                                                      batch_size, tta)
     settings = InstanceOptions.of(options).resolve(predictor.instance_settings)
     return label_instances(predictor(image), **settings)
-
-
-def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files and folders as a list of image files (a TIFF stack and a ``.zarr`` folder count as
-    one input)."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir() and p.suffix.lower() != ".zarr":
-            files.extend(list_images(p, "input"))
-        elif p.is_file() or p.is_dir():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"input {p} does not exist")
-    unknown = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES + (".zarr",)]
-    if unknown:
-        raise ValueError(f"{unknown[0]} is not an image ({', '.join(IMAGE_SUFFIXES)})")
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.stem in stems and stems[f.stem] != f:
-            raise ValueError(f"{stems[f.stem]} and {f} share the name {f.stem!r}, so their "
-                             "results would overwrite each other; rename one")
-        stems[f.stem] = f
-    return files
-
-
-def mask_image(classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """uint8 picture of class ids: 0/255 for two classes (visible), the ids otherwise."""
-    return (classes * 255).astype(np.uint8) if n_classes == 2 else classes.astype(np.uint8)
-
-
-@dataclass
-class PredictReport:
-    """What :func:`predict_files` did: files written, and one line per input that failed."""
-
-    output: Path
-    n_inputs: int
-    written: list[Path] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def summary(self) -> str:
-        return (f"Wrote masks of {self.n_inputs - len(self.failed)} of {self.n_inputs} inputs "
-                f"to {self.output}")
-
-
-def _failure(path: Path, exc: Exception) -> str:
-    message = str(exc)
-    return message if path.name in message else f"{path}: {message}"
-
-
-class _Output:
-    """An output folder created on the first write, and removed if nothing was written."""
-
-    def __init__(self, folder: Path, report: PredictReport):
-        self.folder, self.report = folder, report
-        self.existed = folder.exists()
-
-    def ensure(self) -> Path:
-        """The folder, created now if needed."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder
-
-    def path(self, name: str) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / name
-        self.report.written.append(path)
-        return path
-
-    def close(self) -> None:
-        if not self.existed and self.folder.is_dir() and not any(self.folder.iterdir()):
-            self.folder.rmdir()
 
 
 def _write_outputs(out: _Output, path: Path, pages: list[np.ndarray], probs: list[np.ndarray],
@@ -268,11 +224,7 @@ def _write_outputs(out: _Output, path: Path, pages: list[np.ndarray], probs: lis
             picture = (instance_overlay(page, objects[-1]) if instances is not None
                        else overlay_image(page, classes))
             write_png(out.path(f"{stem}_overlay.png"), picture)
-    if len(pages) == 1:
-        write_png(out.path(f"{path.stem}_mask.png"), masks[0])
-    else:
-        with atomic_path(out.path(f"{path.stem}_mask.tif")) as tmp:
-            tifffile.imwrite(tmp, np.stack(masks))
+    write_masks(out, path, masks)
     if objects:
         dtype = label_dtype(max(int(o.max()) for o in objects))
         with atomic_path(out.path(f"{path.stem}_instances.tif")) as tmp:
@@ -293,13 +245,18 @@ def predict_files(
     instances: InstanceOptions | dict | None = None,
     blockwise: bool = False,
     progressbar=None,
+    axes: str | None = None,
 ) -> PredictReport:
     """Segment image files and folders with a local model; write masks, overlays, probabilities.
 
-    TIFF and zarr inputs larger than ``keras_unet.large.BLOCKWISE_PIXELS``, and every input with
-    ``blockwise``, are predicted strip by strip (:func:`keras_unet.large.predict_large`): tiled
-    BigTIFF (or zarr) outputs and no overlay; ``report.notes`` says which, with the speed, and
-    ``progressbar`` (a ``click.progressbar``-like factory) shows the pixels done and the ETA.
+    Every file is read by the one reader (:func:`keras_unet.images.read_stack`; ``axes``: the
+    TIFF inputs' axes, ``--axes``). Inputs whose whole-image prediction would take more memory
+    than :func:`keras_unet.lazyio.blockwise_reason` allows (or with more than
+    ``BLOCKWISE_PIXELS`` pixels), zarr inputs, and every input with ``blockwise``, whatever the
+    format, are predicted strip by strip (:func:`keras_unet.large.predict_large`; a PNG or JPEG
+    is read in full once): tiled BigTIFF (or zarr) outputs and no overlay; ``report.notes`` says
+    which and why, with the speed, and ``progressbar`` (a ``click.progressbar``-like factory)
+    shows the pixels done and the ETA.
 
     Writes ``NAME_mask.png`` (a multi-page ``NAME_mask.tif`` for TIFF stacks),
     ``NAME_overlay.png`` and, if asked, ``NAME_probabilities.npy`` (float32 ``(H, W, K)``) into
@@ -311,6 +268,7 @@ def predict_files(
         progress: wraps the list of files (a progress bar, say) and yields them.
     """
     validate_batch_tile(batch_size, tile_size)
+    axes = check_axes(axes)
     files = expand_inputs(inputs)
     check_writable(output)
     predictor = Predictor(model, tile_size, batch_size, tta)
@@ -318,82 +276,29 @@ def predict_files(
                 if instances is not None else None)
 
     def one(out: _Output, path: Path) -> None:
-        pixels = image_pixels(path)
-        if blockwise or path.suffix.lower() == ".zarr" or (pixels or 0) > BLOCKWISE_PIXELS:
+        reason, pixels = blockwise_reason(path, axes, predictor.n_classes, settings is not None,
+                                          overlay, save_probabilities, tta)
+        if blockwise or reason:
             if predictor.kind != "keras":
                 raise ValueError(f"{path}: block-wise prediction needs a .keras model")
             with (progressbar or no_bar)(length=pixels or 1, label=(
-                    f"{path.name}: {(pixels or 0) / 1e6:.0f} megapixels, block-wise")) as bar:
+                    f"{path.name}: {pixels / 1e6:.1f} megapixels, block-wise")) as bar:
                 done = predict_large(predictor.model, path, out.ensure(), tile_size, batch_size,
-                                     settings, save_probabilities, progress=bar.update)
+                                     settings, save_probabilities, progress=bar.update, axes=axes)
             out.report.written.extend(done.outputs.values())
-            out.report.notes.append(f"{path.name}: {done.shape[1]}x{done.shape[0]} px predicted "
-                                    f"block-wise, {done.megapixels_per_second:.1f} megapixels/s")
+            out.report.notes.append(f"{path.name}: {done.shape[1]}x{done.shape[0]} px "
+                                    f"({done.shape[0] * done.shape[1] / 1e6:.1f} megapixels) "
+                                    f"predicted block-wise ({reason or 'asked for'}), "
+                                    f"{done.megapixels_per_second:.1f} megapixels/s")
             if settings and float(settings["split_depth"]) > 0:
                 out.report.notes.append(f"{path.name}: objects are not cut at necks block-wise "
                                         "(--split-depth applies to whole images only)")
             return
-        pages = read_pages(path)
-        names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]
-        probs = [predictor(page, name) for page, name in zip(pages, names)]
+        pages = read_pages(path, axes=axes)
+        probs = [predictor(page, name) for page, name in zip(pages, page_names(path, len(pages)))]
         _write_outputs(out, path, pages, probs, predictor.n_classes, overlay, save_probabilities,
                        settings)
 
-    return _each_file(files, output, one, progress)
+    return each_file(files, output, one, progress)
 
 
-
-def _each_file(files: list[Path], output, one: Callable, progress=None,
-               fatal: Callable[[Exception], bool] = lambda exc: False) -> PredictReport:
-    """Run ``one(out, path)`` for each file; a file's user error is reported and skipped,
-    unless ``fatal(error)`` says it ends the run."""
-    report = PredictReport(Path(output), len(files))
-    out = _Output(Path(output), report)
-    try:
-        for path in (progress(files) if progress else files):
-            try:
-                one(out, path)
-            except (ValueError, OSError) as exc:
-                if fatal(exc):
-                    raise
-                report.failed.append(_failure(path, exc))
-    finally:
-        out.close()
-    return report
-
-
-def predict_files_remote(
-    client, inputs: Sequence[str | os.PathLike], output: str | os.PathLike, overlay: bool = True,
-    progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
-) -> PredictReport:
-    """Like :func:`predict_files`, with a model served by TF Serving (a
-    :class:`keras_unet.serving.ServingClient`): each image goes to its ``predict_png`` signature."""
-    import cv2
-
-    from .serving import ServingError
-    from .visualize import overlay as overlay_image
-    from .visualize import write_png
-
-    files = expand_inputs(inputs)
-    check_writable(output)
-
-    def one(out: _Output, path: Path) -> None:
-        pages = read_pages(path)
-        if len(pages) != 1:
-            raise ValueError(f"{path}: TIFF stacks are predicted locally only")
-        page = pages[0]
-        ok, png = cv2.imencode(".png", page if page.ndim == 2 or page.shape[2] != 3
-                               else page[..., ::-1])  # OpenCV writes BGR
-        if not ok:
-            raise ValueError(f"{path}: cannot encode as PNG")
-        (mask_png,) = client.predict_png([png.tobytes()])
-        mask = cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_UNCHANGED)
-        write_png(out.path(f"{path.stem}_mask.png"), mask)
-        if overlay:
-            classes = mask // 255 if mask.max() == 255 else mask
-            write_png(out.path(f"{path.stem}_overlay.png"), overlay_image(page, classes))
-
-    def fatal(exc: Exception) -> bool:  # the server or model is missing: stop trying files
-        return isinstance(exc, ServingError) and (exc.status is None or exc.status in (404, 503))
-
-    return _each_file(files, output, one, progress, fatal)

@@ -8,7 +8,7 @@ separate touching objects and compute the weight maps, once, before training.
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
@@ -30,7 +30,7 @@ from .cache import (
 from .console import no_bar
 from .config import TrainConfig
 from .data import TrainingSet, demo_data, split_validation
-from .images import load_pairs
+from .images import read_pairs
 from .preprocess import Normalizer, dtype_scale
 from .targets import labels_from_mask, mask_kind
 from .weights import _threads, unet_weight_map
@@ -68,24 +68,44 @@ def held(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.astype(held_dtype(image.dtype), copy=False))
 
 
-def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig) -> Normalizer:
+def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig,
+                   names: Sequence[str] | None = None, record: bool = True) -> Normalizer:
     """The preprocessing contract of ``images``: one bit depth and one channel count, or a
-    ValueError. Sets ``config.input_scale`` to the images' dtype maximum."""
-    scales = {dtype_scale(x) for x in images}
-    if len(scales) > 1:
-        raise ValueError(
-            f"the images mix bit depths ({sorted(scales)} as maximum values); convert them to one"
-        )
-    config.input_scale = scales.pop() if scales else config.input_scale
-    channels = {int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images}
-    if len(channels) > 1:
-        raise ValueError(f"the images mix channel counts ({sorted(channels)}); convert them to one")
-    return Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
+    ValueError naming the file(s) that differ. Sets ``config.input_scale`` to the images' dtype
+    maximum and, with ``record``, ``config.input_dtype/input_min/input_max`` to what they hold
+    (the value range the model records, :meth:`~keras_unet.preprocess.Normalizer.check`)."""
+    names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+    depths = [np.asarray(x).dtype.name for x in images]
+    if len({dtype_scale(x) for x in images}) > 1:
+        raise ValueError(_odd_one("bit depths (dtypes)", depths, names))
+    config.input_scale = dtype_scale(images[0]) if len(images) else config.input_scale
+    channels = [int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images]
+    if len(set(channels)) > 1:
+        raise ValueError(_odd_one("channel counts", channels, names))
+    if record and len(images):  # recorded in the model: what its training images held
+        config.input_dtype = depths[0]
+        config.input_min = float(min(np.min(x) for x in images))
+        config.input_max = float(max(np.max(x) for x in images))
+    return Normalizer(config.normalization, config.input_scale, channels[0] if channels else 1)
+
+
+def _odd_one(what: str, values: list, names: list[str]) -> str:
+    """The message for images that mix ``what``: the file(s) that differ from the rest."""
+    common, count = Counter(values).most_common(1)[0]
+    odd = [(n, v) for n, v in zip(names, values) if v != common]
+    shown = ", ".join(f"{n} has {v}" for n, v in odd[:3]) + (" ..." if len(odd) > 3 else "")
+    it = "it" if len(odd) == 1 else "them"
+    return (f"the images mix {what}: {shown}, the other {count} have {common}; convert {it} "
+            f"(or remove {it})")
 
 
 def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainConfig,
-                normalizer: Normalizer, keep_instances: bool = False) -> Prepared:
+                normalizer: Normalizer, keep_instances: bool = False,
+                mask_name: str | None = None, masks_option: str = "--masks") -> Prepared:
     """Check one image/mask pair and make its class labels and weight map.
+
+    ``mask_name`` (default ``name``) and ``masks_option`` name the mask's file and the option
+    that gave it in errors about the mask.
 
     Raises:
         ValueError: naming the image, for unreadable pixels, sizes or masks.
@@ -95,22 +115,25 @@ def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainCon
             f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
             "numpy.nan_to_num) before training"
         )
+    mask_name = mask_name or name
     x = held(normalizer.channels_of(image, name))
     if x.shape[:2] != np.shape(mask)[:2]:
         raise ValueError(
             f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
-            f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height); they must match"
+            f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height; {mask_name}); they "
+            "must match"
         )
     offset, divisor = normalizer.stats(x)
     kind = mask_kind(mask, config.n_classes, config.mask_type)
-    y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, name,
-                                    config.border_width)
+    y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, mask_name,
+                                    config.border_width, masks_option)
     weights = unet_weight_map(separated, config.w0, config.sigma, config.class_weights,
                               classes=y)
     counts = np.bincount(separated.ravel())[1:]
     objects = None
     if keep_instances:
-        objects = (labels_from_mask(mask, config.n_classes, config.mask_type, name)[1]
+        objects = (labels_from_mask(mask, config.n_classes, config.mask_type, mask_name,
+                                    option=masks_option)[1]
                    if config.border_width else separated)
     return Prepared(x, (float(offset), float(divisor)), y.astype(np.uint8), weights,
                     counts[counts > 0], kind, objects)
@@ -132,16 +155,18 @@ def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
             yield pending.popleft().result()
 
 
-def prepare_items(items: Iterable[tuple[np.ndarray, np.ndarray, str]], config: TrainConfig,
+def prepare_items(items: Iterable[tuple[np.ndarray, np.ndarray, str, str]], config: TrainConfig,
                   normalizer: Normalizer, keep_instances: bool = False,
                   progress: Callable[[int], None] | None = None,
-                  workers: int | None = None) -> Iterator[Prepared]:
-    """:func:`prepare_one` over ``(image, mask, name)`` items, image by image, several at once
-    (weight maps release the GIL), in order; ``progress(1)`` after each."""
+                  workers: int | None = None, masks_option: str = "--masks") -> Iterator[Prepared]:
+    """:func:`prepare_one` over ``(image, mask, name, mask_name)`` items, image by image, several
+    at once (weight maps release the GIL), in order; ``progress(1)`` after each."""
     workers = _threads() if workers is None else workers
 
     def one(item):
-        return prepare_one(*item, config, normalizer, keep_instances)
+        image, mask, name, mask_name = item
+        return prepare_one(image, mask, name, config, normalizer, keep_instances, mask_name,
+                           masks_option)
 
     for done in ordered_map(one, items, workers):
         if progress is not None:
@@ -184,6 +209,8 @@ def prepare_training_set(
     names: list[str] | None = None,
     progress: Callable[[int], None] | None = None,
     keep_instances: bool = False,
+    mask_names: list[str] | None = None,
+    masks_option: str = "--masks",
 ) -> TrainingSet:
     """Normalise images and turn masks into class labels and weight maps (computed once, here).
 
@@ -201,17 +228,21 @@ def prepare_training_set(
         progress: called with 1 after each image (a progress bar's ``update``).
         keep_instances: also keep each mask's objects, unseparated, as ``TrainingSet.instances``
             (validation sets: instance metrics).
+        mask_names: the masks' files, named in errors about a mask (default: ``names``);
+            masks_option: the option that gave them (``--val-masks`` for validation masks).
 
     Raises:
         ValueError: naming the image, for unreadable pixels, sizes or masks, or when no mask
             holds any object.
     """
     names = names or [f"image {i}" for i in range(len(images))]
-    normalizer = normalizer_for(images, config)
+    mask_names = mask_names or names
+    normalizer = normalizer_for(images, config, names)
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
-    return collect(prepare_items(zip(images, masks, names), config, normalizer, keep_instances,
-                                 progress), config, keep_instances)
+    return collect(prepare_items(zip(images, masks, names, mask_names), config, normalizer,
+                                 keep_instances, progress, masks_option=masks_option),
+                   config, keep_instances)
 
 
 def collect(items: Iterable[Prepared], config: TrainConfig, keep_instances: bool) -> TrainingSet:
@@ -229,11 +260,12 @@ def collect(items: Iterable[Prepared], config: TrainConfig, keep_instances: bool
                        summary.border_width, stats)
 
 
-def _drain(xs: list, ys: list, names: list) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
-    """The pairs of three lists, each dropped from them once handed out (so a raw mask is
-    freed as soon as its labels and weights exist)."""
+def _drain(xs: list, ys: list, names: list, mask_names: list
+           ) -> Iterator[tuple[np.ndarray, np.ndarray, str, str]]:
+    """The items of four lists, images and masks dropped from them once handed out (so a raw
+    mask is freed as soon as its labels and weights exist)."""
     for i in range(len(xs)):
-        item = (xs[i], ys[i], names[i])
+        item = (xs[i], ys[i], names[i], mask_names[i])
         xs[i] = ys[i] = None
         yield item
 
@@ -284,19 +316,23 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
             + (f", {n_val} more for validation)." if n_val else ")."))
         xs, ys = (list(a) for a in demo_data(8 + n_val, 256, seed=config.seed))
         names = [f"demo {i}" for i in range(len(xs))]
+        mask_names = list(names)
         if n_val:
-            val = (xs[8:], ys[8:], names[8:])
-            xs, ys, names = xs[:8], ys[:8], names[:8]
+            val = (xs[8:], ys[8:], names[8:], names[8:])
+            xs, ys, names, mask_names = xs[:8], ys[:8], names[:8], names[:8]
     else:
-        xs, ys, names = load_pairs(config.images, config.masks)
+        xs, ys, names, mask_names = read_pairs(config.images, config.masks, config.axes)
         say(f"Read {len(xs)} image/mask pairs from {config.images} and {config.masks}.")
     if config.val_images:
-        val = load_pairs(config.val_images, config.val_masks)
+        val = read_pairs(config.val_images, config.val_masks, config.axes,
+                         ("--val-images", "--val-masks"))
         say(f"Read {len(val[0])} validation pairs from {config.val_images}.")
     elif config.val_fraction:
         keep, held = split_validation(len(xs), config.val_fraction, config.seed)
-        val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held])
+        val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held],
+               [mask_names[i] for i in held])
         xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
+        mask_names = [mask_names[i] for i in keep]
         say(f"Holding out {len(held)} image(s) for validation: {', '.join(val[2])}.")
     for x, name in zip(xs + (list(val[0]) if val else []), names + (list(val[2]) if val else [])):
         if min(x.shape[:2]) < MIN_IMAGE_SIZE:
@@ -313,11 +349,15 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     kinds = {mask_kind(y, config.n_classes, config.mask_type) for y in ys}
     if "binary" in kinds and any(int(y.max()) == 255 for y in ys):
         say("Binary masks: 0 is background, 255 is class 1.")
-    sets = {"train": (xs, ys, names)}
+    sets = {"train": (xs, ys, names, mask_names)}
     if val:
         sets["val"] = tuple(list(v) for v in val)
-    del xs, ys, names, val  # the lists in ``sets`` are emptied image by image as they are used
-    normalizers = {k: normalizer_for(v[0], config) for k, v in sets.items()}
+    # the lists in ``sets`` are emptied image by image as they are used
+    del xs, ys, names, mask_names, val
+    val_option = "--val-masks" if config.val_images else "--masks"
+    options = {"train": "--masks", "val": val_option}
+    normalizers = {k: normalizer_for(v[0], config, v[2], record=k == "train")
+                   for k, v in sets.items()}
     need = sum(held_bytes(v[0], normalizers[k], k == "val") for k, v in sets.items())
     budget = check_data_memory(default_data_memory() if data_memory is None else data_memory)
     n = sum(len(v[0]) for v in sets.values())
@@ -325,7 +365,8 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
         say(f"Data: {gb(need)} prepared, held in memory (--data-memory {budget:g} GB).")
         with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
             out = {k: collect(prepare_items(_drain(*v), config, normalizers[k], k == "val",
-                                            bar.update), config, k == "val")
+                                            bar.update, masks_option=options[k]),
+                              config, k == "val")
                    for k, v in sets.items()}
         return out["train"], out.get("val")
     root = check_cache_dir(default_cache_dir() if cache_dir is None else cache_dir)
@@ -343,7 +384,7 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
                 for k, v in sets.items():
                     summary = Summary(config)
                     for item in prepare_items(_drain(*v), config, normalizers[k], k == "val",
-                                              bar.update):
+                                              bar.update, masks_option=options[k]):
                         writer.add(k, summary.add(item))
                     summary.check()
                     writer.finish_set(k, summary.min_object_size, summary.border_width, k == "val")

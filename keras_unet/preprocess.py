@@ -27,6 +27,22 @@ network sees tiles; the statistics must be taken before tiling.
 ``x`` is the raw intensity as float32. :meth:`Normalizer.stats` and :meth:`Normalizer.apply` take
 NumPy arrays or TensorFlow tensors alike, so the graph and NumPy paths are the same code.
 
+**What the model was trained on.** The contract also records the dtype and value range of the
+training images (``dtype``, ``low``, ``high``; None for models saved before: no check).
+:meth:`Normalizer.check` applies the rules every command shares, before any pixel reaches the
+network:
+
+* NaN or infinite pixels are refused in every mode (the network would answer "background");
+* under ``"fixed"`` (where the raw values matter): an integer image of another bit depth than the
+  training images (16-bit data for a model trained on 8-bit images, say), values above ``scale``,
+  and a float image within 0..1 for a model trained on larger values are refused, since the
+  answer would be meaningless; values far above the brightest training pixel (more than twice)
+  give an :class:`~keras_unet.images.InputWarning`;
+* ``"image"`` and ``"percentile"`` take each image's own statistics, so the intensity range does
+  not matter to them.
+
+The SavedModel applies the same refusals in its graph (:mod:`keras_unet.signatures`).
+
 **Mirror padding** (the paper's Fig. 2) extrapolates missing context at image borders by mirroring
 without repeating the edge pixel (NumPy's ``"reflect"``), and keeps reflecting for pads larger than
 the image. :func:`mirror_indices` is the single definition behind the NumPy and TF versions.
@@ -35,12 +51,14 @@ the image. :func:`mirror_indices` is the single definition behind the NumPy and 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ._compat import keras, tf
+from .images import InputWarning
 from .layers import Preprocessing
 
 __all__ = [
@@ -79,11 +97,16 @@ class Normalizer:
         mode: ``"image"`` (per-image zero mean, unit variance) or ``"fixed"`` (divide by scale).
         scale: raw value that maps to 1 in ``"fixed"`` mode (the training images' dtype maximum).
         channels: channels the network takes (grey images stored as RGB are reduced to 1).
+        dtype, low, high: the training images' dtype name and smallest and largest value (None:
+            not recorded, no check); not part of equality.
     """
 
     mode: str = "image"
     scale: float = 255.0
     channels: int = 1
+    dtype: str | None = field(default=None, compare=False)
+    low: float | None = field(default=None, compare=False)
+    high: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in NORMALIZATIONS:
@@ -99,8 +122,48 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Normalizer":
+        def number(key):
+            return None if values.get(key) is None else float(values[key])
+
         return cls(str(values.get("mode", "image")), float(values.get("scale", 255.0)),
-                   int(values.get("channels", 1)))
+                   int(values.get("channels", 1)), values.get("dtype"), number("low"),
+                   number("high"))
+
+    def check(self, image, name: str = "image") -> list[str]:
+        """Refuse pixel values the answer would be meaningless for (a ValueError naming
+        ``name``); return warnings for values the model may not mean (see the module docs)."""
+        x = np.asarray(image)
+        if x.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            if bad:
+                raise ValueError(
+                    f"{name}: the image holds NaN or infinite values ({bad} pixels); replace them "
+                    "(e.g. with numpy.nan_to_num) or crop them away: the network would call them "
+                    "background")
+        if self.mode != "fixed" or self.high is None or x.size == 0:
+            return []
+        top = float(x.max())
+        trained = np.dtype(self.dtype) if self.dtype else None
+        why = (f"this model was trained with --normalization fixed (raw values divided by "
+               f"{self.scale:g}) on {self.dtype or 'images'} of values {self.low:g}..{self.high:g}")
+        if trained is not None and trained.kind in "ui" and x.dtype.kind in "ui" and \
+                np.iinfo(x.dtype).max != np.iinfo(trained).max:
+            bits = 8 * x.dtype.itemsize
+            raise ValueError(
+                f"{name}: a {bits}-bit image ({x.dtype}), but {why}, so the answer would be "
+                f"meaningless; convert the image to {trained} (16 to 8 bits: divide by 257) or use "
+                "a model trained with per-image normalisation")
+        if top > self.scale:
+            raise ValueError(f"{name}: values up to {top:g}, but {why}, so the answer would be "
+                             f"meaningless; scale the image to 0..{self.scale:g}")
+        if x.dtype.kind == "f" and top <= 1 and self.high > 1:
+            raise ValueError(
+                f"{name}: a float image of values within 0..1, but {why}, so the answer would be "
+                f"meaningless; multiply it by {self.scale:g} (it was probably scaled to 0..1)")
+        if top > 2 * self.high + 1:
+            return [f"{name}: values up to {top:g}, more than twice the brightest training pixel "
+                    f"({self.high:g}) under --normalization fixed; check the answer"]
+        return []
 
     def stats(self, image) -> tuple[Any, Any]:
         """``(offset, divisor)`` of the image: ``apply`` computes ``(x - offset) / divisor``.
@@ -166,8 +229,12 @@ class Normalizer:
 
     def __call__(self, image: np.ndarray, name: str = "image",
                  stats: tuple[Any, Any] | None = None) -> np.ndarray:
-        """The network input ``(H, W, channels)`` float32 for a raw NumPy image."""
-        return self.apply(self.channels_of(image, name), stats)
+        """The network input ``(H, W, channels)`` float32 for a raw NumPy image, after
+        :meth:`check` (its warnings as :class:`~keras_unet.images.InputWarning`)."""
+        image = self.channels_of(image, name)
+        for message in self.check(image, name):
+            warnings.warn(message, InputWarning, stacklevel=2)
+        return self.apply(image, stats)
 
     def describe(self) -> str:
         """One line for people: what happens to the raw intensities."""
@@ -206,7 +273,9 @@ def normalizer_of(model: keras.Model) -> Normalizer:
     channels = int(model.input_shape[-1])
     for layer in model.layers:
         if isinstance(layer, Preprocessing):
-            return Normalizer(layer.mode, layer.scale, channels)
+            return Normalizer(layer.mode, layer.scale, channels,
+                              getattr(layer, "image_dtype", None), getattr(layer, "image_min", None),
+                              getattr(layer, "image_max", None))
     return Normalizer("image", 255.0, channels)
 
 

@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["ServingClient", "ServingError", "describe_status"]
+__all__ = ["ServingClient", "ServingError", "describe_status", "graph_error"]
 
 RETRY_STATUSES = (429, 503)
 
@@ -165,12 +165,28 @@ class ServingClient:
         return masks
 
 
+def graph_error(message: str) -> str:
+    """The line of a TensorFlow graph error that says what is wrong (an assertion's own
+    message, or a check's), without TensorFlow's framing."""
+    for line in (m.strip() for m in message.splitlines()):
+        if line.startswith("assertion failed: ["):
+            return line[len("assertion failed: ["):].split("]", 1)[0]
+        if line and not line.startswith(("Graph execution error", "Detected at node", "<stack",
+                                         "[[", "{{")):
+            return line.split(" : Tensor had")[0]
+    return message.strip().splitlines()[0] if message.strip() else "graph error"
+
+
+
 def _error_line(status: int, text: str, url: str) -> str:
-    """One line from TF Serving's ``{"error": "..."}`` body (or the raw text)."""
+    """One line from TF Serving's ``{"error": "..."}`` body (or the raw text); a graph
+    assertion's own message when there is one (the model's refusal of its input)."""
     try:
         message = json.loads(text).get("error", text)
     except (json.JSONDecodeError, AttributeError):
         message = text
+    if "assertion failed: [" in str(message) or "Tensor had" in str(message):
+        message = graph_error(str(message))
     message = " ".join(str(message).split()) or "no message"
     hint = {404: " (is the model name or version right? keras-unet serving-status lists them)",
             503: " (the model is not ready yet; try again shortly)"}.get(status, "")

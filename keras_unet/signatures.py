@@ -5,9 +5,20 @@ raw intensity range: the model's own :class:`~keras_unet.preprocess.Normalizer`,
 the tiles and the crop back all run inside the graph. The tiles follow
 :func:`keras_unet.tiling.axis_plan`, the same rule as :func:`keras_unet.tiling.predict_tiled`, so
 the two give the same probabilities.
+
+Both signatures refuse, with an ``InvalidArgument`` error (TF Serving answers 400 with its
+message), what a local ``keras-unet predict`` refuses (:meth:`Normalizer.check`): NaN or infinite
+values; under ``fixed`` normalisation with a recorded training dtype, values above the scale,
+images within 0..1 with fractions for a model trained on integers, and PNGs of another bit
+depth; in ``predict_png``, an alpha channel that varies and a channel count the model does not
+take. A constant alpha is dropped, and a grey image stored as RGB is taken as
+grey, as :func:`keras_unet.images.read_stack` and :meth:`Normalizer.channels_of` do. PNG pixels
+are the raw values (0..255 or 0..65535), the same numbers the reader gives.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ._compat import keras, tf
 from .geometry import Geometry
@@ -89,13 +100,51 @@ def tiled_predict_fn(model: keras.Model, tile_size: int, batch_size: int = 4):
     return predict
 
 
+def _bit_depth(data):
+    """8 or 16: a PNG's bit depth from its header (byte 24 of IHDR); 8 for JPEG, BMP, GIF."""
+    is_png = tf.equal(tf.strings.substr(data, 1, 3), "PNG")
+    depth = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 24, 1), tf.uint8)[0], tf.int32)
+    return tf.where(tf.logical_and(is_png, tf.equal(depth, 16)), 16, 8)
+
+
+def _drop_constant_alpha(x):
+    """Grey + alpha or RGBA ``(H, W, C)``: a constant alpha dropped, a varying one refused."""
+    c = tf.shape(x)[2]
+    has_alpha = tf.logical_or(tf.equal(c, 2), tf.equal(c, 4))
+    alpha = x[..., -1]
+    ok = tf.debugging.Assert(
+        tf.logical_or(tf.logical_not(has_alpha),
+                      tf.equal(tf.reduce_min(alpha), tf.reduce_max(alpha))),
+        ["the image has a transparency (alpha) channel that varies: its colours are not what "
+         "was recorded; send it without transparency"])
+    with tf.control_dependencies([ok]):
+        return tf.cond(has_alpha, lambda: x[..., :-1], lambda: tf.identity(x))
+
+
+def _model_channels(x, channels: int):
+    """``x`` with the model's channels: grey stored as RGB taken as grey, other counts refused."""
+    c = tf.shape(x)[2]
+    if channels == 1:
+        grey = tf.logical_and(tf.logical_or(tf.equal(c, 1), tf.equal(c, 3)),
+                              tf.reduce_all(tf.equal(x, x[..., :1])))
+        ok = tf.debugging.Assert(grey, ["the model takes 1-channel images, this one has", c])
+        with tf.control_dependencies([ok]):
+            x = x[..., :1]
+    else:
+        ok = tf.debugging.Assert(tf.equal(c, channels),
+                                 [f"the model takes {channels}-channel images, this one has", c])
+        with tf.control_dependencies([ok]):
+            x = tf.identity(x)
+    return tf.ensure_shape(x, [None, None, channels])
+
+
 def serving_functions(model: keras.Model, tile_size: int | None = None, batch_size: int = 4):
     """The two serving functions of an export.
 
     * ``images (B, H, W, C) float32`` (raw intensities) -> ``probabilities (B, H, W, K)`` float32
       and ``mask (B, H, W)`` int32;
-    * ``image_bytes (B,) string`` (PNG 8/16-bit, JPEG, BMP; read as [0, 1] and mapped onto the
-      training images' intensity scale) -> ``mask_png_bytes (B,)`` string
+    * ``image_bytes (B,) string`` (PNG 8/16-bit, JPEG, BMP; their raw values, 0..255 or
+      0..65535, as the reader gives them) -> ``mask_png_bytes (B,)`` string
       (an 8-bit PNG: 0/255 for two classes, class ids otherwise), ``height``/``width`` (B,) int32.
     """
     normalizer = normalizer_of(model)
@@ -105,8 +154,33 @@ def serving_functions(model: keras.Model, tile_size: int | None = None, batch_si
     channels = int(model.input_shape[-1])
     n_classes = int(model.output_shape[-1])
 
+    fixed = normalizer.mode == "fixed" and normalizer.high is not None
+    trained = np.dtype(normalizer.dtype) if normalizer.dtype else None
+    trained_bits = 8 * trained.itemsize if trained is not None and trained.kind in "ui" else None
+    why = (f"this model was trained with --normalization fixed on {normalizer.dtype} images "
+           f"(raw values divided by {normalizer.scale:g}), so the answer would be meaningless")
+
+    def check_values(images):
+        """The raw images, after the refusals every command shares (see the module docs)."""
+        images = tf.debugging.check_numerics(
+            images, "the image holds NaN or infinite values; replace them (e.g. with "
+                    "numpy.nan_to_num): the network would call them background")
+        if not fixed:
+            return images
+        top = tf.reduce_max(images)
+        checks = [tf.debugging.assert_less_equal(
+            top, tf.constant(normalizer.scale, images.dtype),
+            message=f"values above {normalizer.scale:g}, but {why}")]
+        if trained_bits is not None and normalizer.high > 1:  # float32 here: fractions tell
+            checks.append(tf.debugging.Assert(
+                tf.logical_or(top > 1, tf.reduce_all(tf.equal(images, tf.round(images)))),
+                [f"a float image of values within 0..1, but {why}; multiply it by "
+                 f"{normalizer.scale:g} (it was probably scaled to 0..1)"]))
+        with tf.control_dependencies(checks):
+            return tf.identity(images)
+
     def serve_images(images):
-        x = normalizer.apply(images)
+        x = normalizer.apply(check_values(images))
         probabilities = tf.map_fn(one, x, fn_output_signature=tf.TensorSpec(
             [None, None, n_classes], tf.float32))
         return {"probabilities": probabilities,
@@ -114,11 +188,22 @@ def serving_functions(model: keras.Model, tile_size: int | None = None, batch_si
 
     def serve_png(image_bytes):
         def decode_one(data):
-            # float32 in [0, 1] whatever the bit depth: 8-bit / 255, 16-bit / 65535
-            x01 = tf.io.decode_image(data, channels=channels, dtype=tf.float32,
-                                     expand_animations=False)
-            # raw intensities on the training images' scale, then the model's own normalisation
-            x = normalizer.apply(x01[None] * normalizer.scale)[0]
+            bits = _bit_depth(data)  # decoded at their own depth: the raw values
+
+            def decode(dtype):
+                return lambda: tf.cast(tf.io.decode_image(data, channels=0, dtype=dtype,
+                                                          expand_animations=False), tf.float32)
+
+            x = tf.cond(tf.equal(bits, 16), decode(tf.uint16), decode(tf.uint8))
+            checks = []
+            if fixed and trained_bits is not None:
+                checks.append(tf.debugging.assert_equal(
+                    bits, trained_bits, message=f"a PNG of another bit depth than "
+                                                f"{trained_bits}, but {why}"))
+            x = _drop_constant_alpha(x)
+            x = _model_channels(x, channels)
+            with tf.control_dependencies(checks):
+                x = normalizer.apply(check_values(x[None]))[0]
             mask = tf.argmax(one(x), axis=-1, output_type=tf.int32)
             pixels = mask * 255 if n_classes == 2 else mask
             png = tf.io.encode_png(tf.cast(pixels, tf.uint8)[..., None])

@@ -53,17 +53,17 @@ def separate_touching(instances: np.ndarray, border_width: int = 1) -> np.ndarra
     return np.where(touching, 0, labels)
 
 
-def check_instance_mask(mask: np.ndarray, source: str = "mask") -> None:
+def check_instance_mask(mask: np.ndarray, source: str = "mask", option: str = "--masks") -> None:
     """Refuse an "instance mask" that is a picture: one whose ids do not form regions.
 
     In an instance mask each id covers one region (or a few, where an object is cut); a
     photograph's grey values scatter into many small regions. Raises a ValueError naming
-    ``source`` and the reason.
+    ``source`` and the reason, and ``option``, the command-line option that gave the mask.
     """
     mask = np.asarray(mask)
     if mask.dtype.kind == "f" and np.any(mask != np.round(mask)):
         raise ValueError(f"{source}: an instance mask holds whole-number ids, this one has "
-                         "fractions; is it an image? (check --masks)")
+                         f"fractions; is it an image? (check {option})")
     ids = np.unique(mask[mask > 0])
     if ids.size < 8:
         return
@@ -72,7 +72,7 @@ def check_instance_mask(mask: np.ndarray, source: str = "mask") -> None:
         raise ValueError(
             f"{source} looks like an image, not a mask: its {ids.size} values form {regions} "
             "separate regions, where an instance mask has about one region per object id "
-            "(check --masks; binary masks hold 0 and 1 or 255)"
+            f"(check {option}; binary masks hold 0 and 1 or 255)"
         )
 
 
@@ -97,7 +97,7 @@ def mask_kind(mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto") -> 
 
 def labels_from_mask(
     mask: np.ndarray, n_classes: int = 2, mask_type: str = "auto", source: str = "mask",
-    border_width: int = 0,
+    border_width: int = 0, option: str = "--masks",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class labels and instance ids for one mask.
 
@@ -112,7 +112,8 @@ def labels_from_mask(
         int32 class labels ``(H, W)`` and int32 instance ids ``(H, W)``.
 
     Raises:
-        ValueError: naming ``source`` for a mask that is not 2-D, or whose values do not fit.
+        ValueError: naming ``source`` (the mask's file) and ``option`` (the option that gave
+        it) for a mask that is not 2-D, or whose values do not fit.
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -122,7 +123,8 @@ def labels_from_mask(
         values = np.unique(mask)
         if values.size > 2 or (values.size == 2 and values[0] != 0):
             raise ValueError(
-                f"{source}: a binary mask must hold 0 and one other value, found {values.tolist()}"
+                f"{source}: a binary mask must hold 0 and one other value, found "
+                f"{values.tolist()[:20]} (check {option})"
             )
         return (mask != 0).astype(np.int32), instances_from_mask(mask)
     if kind == "instance":
@@ -131,7 +133,7 @@ def labels_from_mask(
                 f"{source}: instance masks give 2 classes (background, object), but "
                 f"{n_classes} classes were asked for; use class masks or --classes 2"
             )
-        check_instance_mask(mask, source)
+        check_instance_mask(mask, source, option)
         instances = separate_touching(to_instances(mask, "instance"), border_width)
         return (instances > 0).astype(np.int32), instances
     values = np.unique(mask)

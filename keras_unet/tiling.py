@@ -128,6 +128,12 @@ def predict_tiled(
 ) -> np.ndarray:
     """Predict an image of any size with the overlap-tile strategy (Ronneberger et al. Fig. 2).
 
+    Takes the **network input**, not a raw image: a raw image goes through the model's own
+    preprocessing first, ``predict_tiled(model, normalizer_of(model)(raw))``, or use
+    :class:`keras_unet.Predictor` / :func:`keras_unet.predict_instances`, which take raw images
+    as the command line does. An integer (or bool) image is refused, since it cannot be a
+    normalised one.
+
     Args:
         model: a U-Net from :func:`keras_unet.build_unet` (or loaded from ``.keras``).
         image: normalised float ``(H, W)`` or ``(H, W, C)`` with the channels the model takes
@@ -148,6 +154,11 @@ def predict_tiled(
     from .model import geometry_of
 
     geo = geometry_of(model)
+    if np.asarray(image).dtype.kind in "uib":
+        raise ValueError(
+            f"predict_tiled takes the network input (normalised float), got a raw "
+            f"{np.asarray(image).dtype} image; use keras_unet.Predictor(model)(image) or "
+            "predict_instances(model, image), or predict_tiled(model, normalizer_of(model)(image))")
     x = np.asarray(image, np.float32)
     if x.ndim == 2:
         x = x[..., None]

@@ -137,7 +137,8 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
         model = load_checkpoint(run_dir)
         unet = unet_from_training_model(model)
     else:
-        normalizer = Normalizer(config.normalization, config.input_scale, data.channels)
+        normalizer = Normalizer(config.normalization, config.input_scale, data.channels,
+                                config.input_dtype, config.input_min, config.input_max)
         unet = build_unet((None, None, data.channels), config.n_classes, config.depth,
                           config.filters, config.padding, config.dropout, config.batch_norm,
                           normalizer=normalizer, border_width=data.border_width)

@@ -55,13 +55,18 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
 
 def _display(image: np.ndarray) -> np.ndarray:
     """float64 RGB ``(H, W, 3)`` in [0, 255] of an image of any range: the 0.5 and 99.5
-    percentiles stretched to black and white."""
+    percentiles stretched to black and white; of more channels the first three, of two red and
+    green."""
     img = np.asarray(image, np.float64)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     lo, hi = np.percentile(img, (0.5, 99.5)) if img.size else (0, 1)
     grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255
-    return np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3]
+    if grey.ndim == 2:
+        return np.repeat(grey[..., None], 3, axis=2)
+    if grey.shape[2] < 3:  # 2 channels: red and green
+        grey = np.concatenate([grey, np.zeros(grey.shape[:2] + (3 - grey.shape[2],))], axis=2)
+    return grey[..., :3]
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -168,7 +173,7 @@ def plot_history(history: dict[str, list[float]]) -> np.ndarray:
 def weight_map_files(mask: str | os.PathLike, output: str | os.PathLike, w0: float = 10.0,
                      sigma: float = 5.0, class_weights: str | None = "balanced",
                      mask_type: str = "auto", border_width: int = 1,
-                     log=None) -> tuple[Path, Path]:
+                     log=None, axes: str | None = None) -> tuple[Path, Path]:
     """The weight map of a mask file as ``OUTPUT.npy`` (exact values) and ``OUTPUT.png``,
     computed as ``fit`` does: on the objects after separating touching ones by
     ``border_width`` px each (:func:`keras_unet.targets.separate_touching`).
@@ -177,16 +182,21 @@ def weight_map_files(mask: str | os.PathLike, output: str | os.PathLike, w0: flo
     """
     from .files import check_writable
     from .images import read_mask
-    from .targets import separate_touching
-    from .weights import to_instances, unet_weight_map
+    from .targets import labels_from_mask
+    from .weights import unet_weight_map
 
+    from .axes import check_axes
+
+    axes = check_axes(axes)
     out = Path(output)
     if out.suffix in (".npy", ".png"):
         out = out.with_suffix("")
     check_writable(out.parent, "output folder")
     if not isinstance(border_width, int) or not 0 <= border_width <= 16:
         raise ValueError(f"--border-width must be an integer from 0 to 16 px, got {border_width!r}")
-    labels = separate_touching(to_instances(read_mask(mask), mask_type), border_width)
+    # fit's reading and rules: grey values that are no labels are refused, naming the file
+    labels = labels_from_mask(read_mask(mask, axes), 2, mask_type, str(mask), border_width,
+                              option="MASK")[1]
     w = unet_weight_map(labels, w0, sigma, class_weights)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".npy")) as tmp:

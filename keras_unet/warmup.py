@@ -48,12 +48,16 @@ def prediction_log(model_name: str, signature: str, inputs: dict) -> bytes:
 WARMUP_SIZE = 64  # px: small, so warm-up is quick, yet it runs every signature's whole graph
 
 
-def write_warmup(folder: Path, model_name: str, channels: int) -> Path:
-    """Write one warm-up request per signature so TF Serving runs them before the first client."""
+def write_warmup(folder: Path, model_name: str, channels: int, png_bits: int = 8) -> Path:
+    """Write one warm-up request per signature so TF Serving runs them before the first client.
+
+    ``png_bits``: the bit depth of the warm-up PNG (16 for a model that takes 16-bit PNGs only:
+    ``fixed`` normalisation on 16-bit training images)."""
     extra = Path(folder) / "assets.extra"
     extra.mkdir(exist_ok=True)
     image = np.zeros((1, WARMUP_SIZE, WARMUP_SIZE, channels), np.float32)
-    png = tf.io.encode_png(tf.zeros([WARMUP_SIZE, WARMUP_SIZE, channels], tf.uint8)).numpy()
+    png = tf.io.encode_png(tf.zeros([WARMUP_SIZE, WARMUP_SIZE, channels],
+                                    tf.uint16 if png_bits == 16 else tf.uint8)).numpy()
     path = extra / "tf_serving_warmup_requests"
     with tf.io.TFRecordWriter(str(path)) as writer:
         writer.write(prediction_log(model_name, "serving_default", {"images": image}))

@@ -232,7 +232,7 @@ def case_3d(tmp):
     write_pair(tmp, "a", None, binary())
     (tmp / "img").mkdir(exist_ok=True)
     tifffile.imwrite(tmp / "img" / "a.tif", np.zeros((5, 40, 40, 2), np.uint8))
-    return "expected a 2-D image"
+    return "which holds channels and which pages is unclear; give --axes"
 
 
 @pytest.mark.parametrize("case", [case_unmatched, case_size_mismatch, case_unreadable, case_empty,

@@ -65,6 +65,9 @@ def test_every_form_of_the_model_gives_the_same_mask(tmp_path):
     unet = keras.models.load_model(moved)
     normalizer = normalizer_of(unet)
     assert normalizer == Normalizer("fixed", 65535.0, 1)
+    training = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(images.iterdir())]
+    assert (normalizer.dtype, normalizer.low, normalizer.high) == (  # recorded by fit
+        "uint16", float(min(t.min() for t in training)), float(max(t.max() for t in training)))
     plain = predict_tiled(unet, normalizer(raw)).argmax(-1)
     np.testing.assert_array_equal((plain * 255).astype(np.uint8), reference)
     # ... and the test can fail: the other normalisation gives another answer

@@ -389,8 +389,9 @@ class FakeServing:
             _, tensors, row = tensors_from_request(body, loaded.input_dtypes(signature))
             try:
                 outputs = loaded.run(signature, tensors)
-            except Exception as exc:  # TF runtime errors pass through as 400
-                raise bad(str(exc).splitlines()[0]) from None
+            except Exception as exc:  # TF runtime errors pass through as 400, with the
+                # Status message TF Serving gives (not Python's "Graph execution error" frame)
+                raise bad(_status_message(str(exc))) from None
             return response_json(outputs, row)
         match = GET.match(path)
         if not match:
@@ -421,6 +422,13 @@ class FakeServing:
         return json.dumps({"model_version_status": [
             {"version": str(v), "state": "AVAILABLE",
              "status": {"error_code": "OK", "error_message": ""}} for v in versions]})
+
+
+def _status_message(text: str) -> str:
+    """The failing node's own status line of a TF runtime error (an assertion's, a numerics
+    check's), as TF Serving returns it; else the first line."""
+    lines = [m for m in text.splitlines() if "assertion failed" in m or "Tensor had" in m]
+    return lines[0].strip() if lines else text.splitlines()[0]
 
 
 def _dtype_enum_name(enum: int) -> str:
