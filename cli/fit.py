@@ -74,7 +74,8 @@ def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, 
             given[f.name] = None
     run = plan_run(given, preset=preset, config_file=config_file, resume=resume_dir,
                    output=output, overwrite=overwrite, no_weight_map=no_weight_map,
-                   no_augment=no_augment, export_dir=export_dir if export_name else None)
+                   no_augment=no_augment, export_dir=export_dir if export_name else None,
+                   log=lambda line: click.echo(line, err=dry_run))  # --dry-run: JSON only
     if dry_run:
         click.echo(json.dumps(run.config.to_dict(), indent=2, sort_keys=True))
         return

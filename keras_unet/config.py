@@ -30,6 +30,7 @@ __all__ = [
     "STRATEGIES",
     "MIXED",
     "CALIBRATION_METRICS",
+    "FINETUNE_LR",
     "check_keys",
     "load_config_file",
     "resolve_config",
@@ -40,6 +41,8 @@ OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 MIXED = (None, "auto", "float16", "bfloat16")
 MASK_TYPES = ("auto", "instance", "binary", "class")
+#: the learning rate when fine-tuning (--init) and --lr is not given (see the README)
+FINETUNE_LR = 1e-4
 #: what the object settings can be calibrated for (keras_unet.evaluate.choose_instance_settings)
 CALIBRATION_METRICS = ("ap50", "rand")
 
@@ -205,6 +208,17 @@ class TrainConfig(Augmentation):
     strategy: str = setting("default", "mirrored: all local GPUs; multi-worker: the cluster in "
                             "TF_CONFIG.", choices=STRATEGIES)
     seed: int = setting(0, "Random seed.")
+    # fine-tuning (keras_unet.finetune)
+    init: str | None = setting(
+        None, "Start from this model's weights, architecture and preprocessing: a .keras file, "
+        "a run folder, or a packaged model's name (nuclei). Lowers the default --lr to "
+        f"{FINETUNE_LR:g}.", type="path")
+    freeze_encoder: bool = setting(
+        False, "With --init: keep the contracting path (encoder) as it is; train the rest.",
+        flag="--freeze-encoder")
+    init_sha256: str | None = field(default=None, metadata={})  # of the --init model's file
+    init_version: str | None = field(default=None, metadata={})  # of a packaged --init model
+    init_channels: int | None = field(default=None, metadata={})  # the --init model's input
 
     @property
     def geometry(self) -> Geometry:
@@ -272,6 +286,8 @@ class TrainConfig(Augmentation):
         if self.calibrate_metric not in CALIBRATION_METRICS:
             raise ValueError(f"calibrate_metric must be {' or '.join(CALIBRATION_METRICS)}, "
                              f"got {self.calibrate_metric!r}")
+        if self.freeze_encoder and not self.init:
+            raise ValueError("--freeze-encoder goes with --init MODEL (a model to fine-tune)")
         Augmentation.validate(self)
         return self
 
@@ -315,7 +331,9 @@ def check_keys(values: Mapping[str, Any], source: str = "config") -> None:
 
 # Settings added after runs were recorded, with the value that reproduces a run recorded without
 # them (resume_config fills them in; new runs take the defaults).
-ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False}
+ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False,
+                                   "init": None, "freeze_encoder": False, "init_sha256": None,
+                                   "init_version": None, "init_channels": None}
 
 
 # The paper's recipe: SGD with high momentum on one large tile per batch, He init and dropout
@@ -366,6 +384,7 @@ def resolve_config(
     config_file: str | os.PathLike | None = None,
     no_weight_map: bool = False,
     no_augment: bool = False,
+    validate: bool = True,
 ) -> TrainConfig:
     """The settings of a new run: defaults < ``preset`` < ``config_file`` < ``given``.
 
@@ -375,6 +394,7 @@ def resolve_config(
         config_file: a JSON or YAML file of TrainConfig keys.
         no_weight_map: plain cross-entropy (w0 = 0, no class weights).
         no_augment: every augmentation off.
+        validate: check the values (off when a model to fine-tune fixes some of them first).
 
     Raises:
         ValueError: an unknown key, a contradiction, or a value out of range.
@@ -391,8 +411,11 @@ def resolve_config(
     if config_file:
         values.update(load_config_file(config_file))
     values.update(given)
+    if values.get("init") and "lr" not in values:  # fine-tuning: a lower rate unless chosen
+        values["lr"] = FINETUNE_LR
     if no_weight_map:
         values.update(w0=0.0, class_weights=None)
     if no_augment:
         values.update(Augmentation.off().to_dict())
-    return TrainConfig.from_dict(values).validate()
+    config = TrainConfig.from_dict(values)
+    return config.validate() if validate else config

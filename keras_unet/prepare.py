@@ -30,6 +30,7 @@ def prepare_training_set(
     names: list[str] | None = None,
     progress: Callable[[int], None] | None = None,
     keep_instances: bool = False,
+    channels: int | None = None,
 ) -> TrainingSet:
     """Normalise images and turn masks into class labels and weight maps (computed once, here).
 
@@ -45,6 +46,8 @@ def prepare_training_set(
         progress: called with 1 after each image (a progress bar's ``update``).
         keep_instances: also keep each mask's objects, unseparated, as ``TrainingSet.instances``
             (validation sets: instance metrics).
+        channels: the channel count of the model to fine-tune (``fit --init``); default the
+            images' own. Grey images stored as RGB count as 1 channel.
 
     Raises:
         ValueError: naming the image, for unreadable pixels, sizes or masks, or when no mask
@@ -57,10 +60,11 @@ def prepare_training_set(
             f"the images mix bit depths ({sorted(scales)} as maximum values); convert them to one"
         )
     config.input_scale = scales.pop() if scales else config.input_scale
-    channels = {int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images}
-    if len(channels) > 1:
-        raise ValueError(f"the images mix channel counts ({sorted(channels)}); convert them to one")
-    normalizer = Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
+    found = {int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images}
+    if len(found) > 1:
+        raise ValueError(f"the images mix channel counts ({sorted(found)}); convert them to one")
+    normalizer = Normalizer(config.normalization, config.input_scale,
+                            channels or (found.pop() if found else 1))
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
     xs, ys, ws, objects, areas, kinds = [], [], [], [], [], set()
@@ -70,7 +74,14 @@ def prepare_training_set(
                 f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
                 "numpy.nan_to_num) before training"
             )
-        x = normalizer(image, name)
+        try:
+            x = normalizer(image, name)
+        except ValueError as exc:
+            if channels is None or "channel" not in str(exc):
+                raise
+            raise ValueError(f"{exc}: the model given to --init takes {channels}-channel images; "
+                             "convert the images (grey for 1 channel), or train a new model "
+                             "without --init") from None
         if x.shape[:2] != np.shape(mask)[:2]:
             raise ValueError(
                 f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
@@ -100,8 +111,8 @@ def prepare_training_set(
     return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest, border)
 
 
-def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None
-                       ) -> tuple[TrainingSet, TrainingSet | None]:
+def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None,
+                       channels: int | None = None) -> tuple[TrainingSet, TrainingSet | None]:
     """Read (or make) the training and validation sets of ``config`` and their weight maps.
 
     Without ``config.images`` the built-in demo data are used (8 images, 2 more for validation).
@@ -110,6 +121,7 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     Args:
         log: where to report what was read (``print``-like).
         progressbar: ``click.progressbar``-like factory ``(length=, label=)`` for the weight maps.
+        channels: see :func:`prepare_training_set`.
     """
     say = log or (lambda _msg: None)
     val = None
@@ -151,7 +163,8 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     n = len(xs) + (len(val[0]) if val else 0)
     with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
         val_set = (prepare_training_set(*val[:2], config, val[2], progress=bar.update,
-                                        keep_instances=True) if val else None)
-        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update)
+                                        keep_instances=True, channels=channels) if val else None)
+        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update,
+                                         channels=channels)
     return train_set, val_set
 

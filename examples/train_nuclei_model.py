@@ -1,0 +1,253 @@
+"""Train the packaged nuclei model (``keras-unet predict nuclei IMAGE``) from CC0 data only.
+
+Usage (the full run; continue it in a later session by running the same command again, which
+resumes the run with ``keras-unet fit --resume``)::
+
+    python examples/train_nuclei_model.py --dsb ../shared/data/dsb2018 \\
+        --bbbc ../shared/data/bbbc039 --out runs/nuclei-model --package
+
+Data (both CC0 1.0, so the weights may be redistributed):
+
+* DSB 2018 stage 1 training set (BBBC038, community-fixed; 61 images): only its **fluorescence**
+  images, grey stored as RGB on a dark background (50 images). The 7 H&E-coloured and 4
+  brightfield images (grey, bright background) are left out (``DSB_EXCLUDED``): the model is for
+  fluorescent nuclei. DSB images are 8-bit; they are written as 16-bit grey TIFFs (value x 257,
+  lossless) so that both collections share one bit depth (``keras-unet fit`` refuses mixed bit
+  depths); per-image standardisation, the default normalisation, makes the network input the
+  same as from the 8-bit file.
+* BBBC039 (U2OS nuclei, Hoechst; 157 images, 16-bit with values in the 12-bit range), used as
+  they are.
+
+Fixed held-out images, by file name (``DSB_TEST``: 10 of the 50 fluorescence images,
+``BBBC_TEST``: 30 of the 157; a seeded draw, ``numpy.random.default_rng(26)``, written out
+here) are never trained or calibrated on; ``DSB_VAL`` and ``BBBC_VAL`` (4 + 8 images) are the
+validation images on which the object settings are calibrated after training. Everything else
+is trained on.
+
+The script runs, in order (each step is skipped when its result is there):
+
+1. links or converts the images into ``OUT/data/{train,val,test-dsb,test-bbbc}/{images,masks}``;
+2. ``keras-unet fit`` with the settings of ``FIT`` (seed, steps) into ``OUT/run``;
+3. ``keras-unet evaluate`` zero-shot on each held-out set, into ``OUT/heldout.json``;
+4. with ``--package``: copies the model into ``keras_unet/models/nuclei/`` (float16 weights,
+   ``info.json`` with the figures; the float16 error is measured on the held-out images).
+
+``--pilot`` trains a small subset for a few hundred steps into ``OUT/run`` (a check that the
+whole way works end to end; its figures are a pilot's, not the model's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DSB_TEST = [
+    "0402a81e75262469925ea893b6706183832e85324f7b1e08e634129f5d522cdd",
+    "243443ae303cc09cfbea85bfd22b0c4f026342f3dfc3aa1076f27867910d025b",
+    "2cfa857e63be1b418c91ad5ea1f8d136fd1b80fc856e1d4277274c3dea28011c",
+    "3bfd6bb152310f93daa6f4e1867c10572946e874b3a30c9ba8e0fcdeb590300b",
+    "6af82abb29539000be4696884fc822d3cafcb2105906dc7582c92dccad8948c5",
+    "bc115ff727e997a88f7cfe4ce817745731a6c753cb9fab6a36e7e66b415a1d3d",
+    "d35f25c8e3f7fca5232fc4d5e3faf14b025b20b3731af77fe971a5e2e9d69d28",
+    "d827a7d80fc67487a3237135e0d43ae01b7bbcb135e1a167601fc974a8348c51",
+    "f6cb37ebf29c225284c8415962f7287abe7007fae8fe3d8a3899b608b832d7d5",
+    "feffce59a1a3eb0a6a05992bb7423c39c7d52865846da36d89e2a72c379e5398",
+]
+DSB_VAL = [
+    "b3b1626f8ad156acb2963d1faa6a368f9378a266c3b90d9321087fdc5b3032b4",
+    "b7a86f4968071e0f963fa87ef314fdd1b6c73a66355431cc53a37e193ba6be9b",
+    "c901794d1a421d52e5734500c0a2a8ca84651fb93b19cec2f411855e70cae339",
+    "dbbfe08a52688d0ac8de9161cbb17cb201e3991aacab8ab8a77fe0e203a69481",
+]
+# H&E-coloured (3934a094e8, 87ea72894f, 947c0d94c8, a5fe0b7412, a90401357d, c0152b1a26,
+# ea94ba4b01) and brightfield (2a1a294e21, 4217e25def, 4e07a65335, c395870ad9): not fluorescence
+DSB_EXCLUDED = [
+    "2a1a294e21d76efd0399e4eb321b45f44f7510911acd92c988480195c5b4c812",
+    "3934a094e8537841e973342c7f8880606f7a2712b14930340d6f6c2afe178c25",
+    "4217e25defac94ff465157d53f5a24b8a14045b763d8606ec4a97d71d99ee381",
+    "4e07a653352b30bb95b60ebc6c57afbc7215716224af731c51ff8d430788cd40",
+    "87ea72894f6534b28e740cc34cf5c9eb75d0d8902687fce5fcc08a92e9f41386",
+    "947c0d94c8213ac7aaa41c4efc95d854246550298259cf1bb489654d0e969050",
+    "a5fe0b7412dd152c41f7afc34ffdf276d4261b6942fa6d36803648e90f2cfc06",
+    "a90401357d50e1376354ae6e5f56a2e4dff3fdb5a4e8d50316673b2b8f1f293b",
+    "c0152b1a260e71f9823d17f4fbb4bf7020d5dce62b4a12b3099c1c8e52a1c43a",
+    "c395870ad9f5a3ae651b50efab9b20c3e6b9aea15d4c731eb34c0cf9e3800a72",
+    "ea94ba4b01d1bd5f7768d10e0ac547743791033df545c71fcec442d0cb5cb5e7",
+]
+BBBC_TEST = [
+    "IXMtest_A06_s6", "IXMtest_A16_s3", "IXMtest_A22_s8", "IXMtest_A24_s9", "IXMtest_B05_s5",
+    "IXMtest_C21_s9", "IXMtest_F01_s2", "IXMtest_F03_s5", "IXMtest_F04_s5", "IXMtest_F12_s5",
+    "IXMtest_F13_s7", "IXMtest_G12_s6", "IXMtest_H01_s9", "IXMtest_H16_s4", "IXMtest_H24_s6",
+    "IXMtest_I03_s4", "IXMtest_I17_s6", "IXMtest_J03_s4", "IXMtest_K01_s3", "IXMtest_K01_s5",
+    "IXMtest_K02_s3", "IXMtest_K05_s9", "IXMtest_K12_s1", "IXMtest_L11_s4", "IXMtest_L17_s1",
+    "IXMtest_N12_s7", "IXMtest_N15_s8", "IXMtest_N23_s2", "IXMtest_O24_s5", "IXMtest_P23_s9",
+]
+BBBC_VAL = [
+    "IXMtest_A02_s1", "IXMtest_B04_s4", "IXMtest_B24_s9", "IXMtest_C09_s7", "IXMtest_D01_s1",
+    "IXMtest_D20_s3", "IXMtest_J08_s2", "IXMtest_N18_s5",
+]
+
+SEED = 0
+#: keras-unet fit settings of the packaged model (the CLI defaults, with more steps for more data)
+FIT = {"seed": SEED, "epochs": 60, "steps-per-epoch": 100}
+#: --pilot: a subset and few steps, to check the way end to end
+PILOT = {"seed": SEED, "epochs": 6, "steps-per-epoch": 100}
+PILOT_IMAGES = 6  # of each collection's training images
+VERSION = "1.0"
+
+
+def fluorescence(dsb: Path) -> list[str]:
+    """The DSB image names that are not excluded."""
+    names = sorted(p.stem for p in (dsb / "images").glob("*.png"))
+    return [n for n in names if n not in DSB_EXCLUDED]
+
+
+def put_dsb(dsb: Path, names: list[str], out: Path) -> None:
+    """DSB fluorescence images as 16-bit grey TIFFs (x 257), their labels linked."""
+    import tifffile
+
+    from keras_unet.images import read_image
+
+    for kind in ("images", "masks"):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        image = out / "images" / f"{name}.tif"
+        if not image.exists():
+            rgb = read_image(dsb / "images" / f"{name}.png")
+            if not (rgb[..., :1] == rgb).all():
+                raise ValueError(f"{name}: not grey; it cannot be a fluorescence image")
+            tifffile.imwrite(image, rgb[..., 0].astype(np.uint16) * 257, compression="zlib")
+        mask = out / "masks" / f"{name}.png"
+        if not mask.exists():
+            mask.symlink_to((dsb / "instance_labels" / f"{name}.png").resolve())
+
+
+def put_bbbc(bbbc: Path, names: list[str], out: Path) -> None:
+    """BBBC039 images and labels, linked."""
+    for kind, source, suffix in (("images", "images", ".tif"), ("masks", "instance_labels", ".png")):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            target = out / kind / f"{name}{suffix}"
+            if not target.exists():
+                target.symlink_to((bbbc / source / f"{name}{suffix}").resolve())
+
+
+def prepare(dsb: Path, bbbc: Path, out: Path, pilot: bool) -> dict[str, Path]:
+    """The folders of each part; returns {part: folder}."""
+    d_all, b_all = fluorescence(dsb), sorted(p.stem for p in (bbbc / "images").glob("*.tif"))
+    if len(d_all) != 50 or len(b_all) != 157:
+        sys.exit(f"Error: expected 50 DSB fluorescence and 157 BBBC039 images, found "
+                 f"{len(d_all)} and {len(b_all)}; point --dsb and --bbbc at the shared data")
+    held = set(DSB_TEST + DSB_VAL + BBBC_TEST + BBBC_VAL)
+    d_train = [n for n in d_all if n not in held]
+    b_train = [n for n in b_all if n not in held]
+    if pilot:
+        d_train, b_train = d_train[:PILOT_IMAGES], b_train[:PILOT_IMAGES]
+    parts = {"train": (d_train, b_train), "val": (DSB_VAL, BBBC_VAL),
+             "test-dsb": (DSB_TEST, []), "test-bbbc": ([], BBBC_TEST)}
+    folders = {}
+    for part, (d, b) in parts.items():
+        folders[part] = out / "data" / part
+        put_dsb(dsb, d, folders[part])
+        put_bbbc(bbbc, b, folders[part])
+    print(f"Training on {len(d_train)} DSB + {len(b_train)} BBBC039 images; calibrating on "
+          f"{len(DSB_VAL)} + {len(BBBC_VAL)}; held out {len(DSB_TEST)} + {len(BBBC_TEST)}.")
+    return folders
+
+
+def cli() -> list[str]:
+    command = Path(sys.executable).with_name("keras-unet")
+    return [str(command)] if command.exists() else [shutil.which("keras-unet") or "keras-unet"]
+
+
+def finished_epochs(run: Path) -> int:
+    history = run / "history.csv"
+    return max(len(history.read_text().splitlines()) - 1, 0) if history.exists() else 0
+
+
+def fit(folders: dict[str, Path], run: Path, settings: dict) -> float:
+    """Train, or resume a run that stopped; returns the minutes this call took."""
+    start = time.time()
+    epochs = settings["epochs"]
+    if (run / "model.keras").exists() and finished_epochs(run) >= epochs:
+        print(f"{run} has finished its {epochs} epochs.")
+        return 0.0
+    if (run / "checkpoints" / "last.keras").exists():
+        command = cli() + ["fit", "--resume", str(run), "--epochs", str(epochs)]
+    else:
+        command = cli() + ["fit", "--images", str(folders["train"] / "images"),
+                           "--masks", str(folders["train"] / "masks"),
+                           "--val-images", str(folders["val"] / "images"),
+                           "--val-masks", str(folders["val"] / "masks"),
+                           "--output", str(run), "--overwrite"]
+        for key, value in settings.items():
+            command += [f"--{key}", str(value)]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+    return (time.time() - start) / 60
+
+
+def evaluate(model: str, folders: dict[str, Path]) -> dict:
+    """Zero-shot scores of ``model`` on each held-out set."""
+    scores = {}
+    for part in ("test-dsb", "test-bbbc"):
+        done = subprocess.run(cli() + ["evaluate", model, "--images",
+                                       str(folders[part] / "images"), "--masks",
+                                       str(folders[part] / "masks"), "--json"],
+                              check=True, capture_output=True, text=True)
+        result = json.loads(done.stdout)
+        scores[part] = {k: result["instances"][k] for k in
+                        ("ap50", "ap75", "map", "f1", "n_pred", "n_true", "merges", "splits")}
+        scores[part]["pixel_iou"] = result["mean"]["iou"]
+        print(f"{part}: AP50 {scores[part]['ap50']:.3f}, mAP {scores[part]['map']:.3f} "
+              f"({len(result['images'])} images)")
+    return scores
+
+
+def package(run: Path, folders: dict[str, Path], scores: dict, pilot: bool, minutes: float,
+            dest: Path) -> None:
+    from keras_unet.images import read_image
+    from keras_unet.pretrained import package_model
+
+    images = [read_image(p) for part in ("test-dsb", "test-bbbc")
+              for p in sorted((folders[part] / "images").glob("*.tif"))[:3]]
+    config = json.loads((run / "config.json").read_text())
+    info = {"pilot": pilot, "trained_steps": config["epochs"] * config["steps_per_epoch"],
+            "training_minutes_last_session": round(minutes, 1),
+            "heldout_zero_shot": scores,
+            "heldout_images": {"dsb2018": DSB_TEST, "bbbc039": BBBC_TEST},
+            "calibration_images": {"dsb2018": DSB_VAL, "bbbc039": BBBC_VAL},
+            "trained_on": {"dsb2018": "stage 1 training set, fluorescence images only (CC0)",
+                           "bbbc039": "BBBC039v1 (CC0)"}}
+    package_model(run / "model.keras", dest, VERSION + ("-pilot" if pilot else ""), images, info,
+                  log=print)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsb", type=Path, default=Path("../shared/data/dsb2018"))
+    parser.add_argument("--bbbc", type=Path, default=Path("../shared/data/bbbc039"))
+    parser.add_argument("--out", type=Path, default=Path("runs/nuclei-model"))
+    parser.add_argument("--pilot", action="store_true", help="a small subset, few steps")
+    parser.add_argument("--package", action="store_true",
+                        help="copy the model into keras_unet/models/nuclei/ at the end")
+    args = parser.parse_args()
+    folders = prepare(args.dsb, args.bbbc, args.out, args.pilot)
+    run = args.out / "run"
+    minutes = fit(folders, run, PILOT if args.pilot else FIT)
+    scores = evaluate(str(run / "model.keras"), folders)
+    (args.out / "heldout.json").write_text(json.dumps(scores, indent=2) + "\n")
+    if args.package:
+        dest = Path(__file__).resolve().parents[1] / "keras_unet" / "models" / "nuclei"
+        package(run, folders, scores, args.pilot, minutes, dest)
+
+
+if __name__ == "__main__":
+    main()
