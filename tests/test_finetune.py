@@ -210,3 +210,42 @@ def test_fine_tuning_in_plain_keras_as_the_docstring_shows(packaged):
     after = unet.get_weights()  # the U-Net itself was trained (the same layers)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
     assert np.array_equal(before[0], after[0])  # down0_conv1's kernel: frozen
+
+
+def test_the_finetune_curve_example_runs_end_to_end_on_tiny_data(tmp_path, base_run):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rng = np.random.default_rng(2)
+    data = tmp_path / "he"
+    for kind in ("images", "instance_labels"):
+        (data / kind).mkdir(parents=True)
+    for i in range(5):  # H&E-like: dark purple discs on pink
+        labels = np.zeros((60, 64), np.uint16)
+        for k in range(1, 4):
+            cv2.circle(labels, (int(rng.integers(10, 54)), int(rng.integers(10, 50))), 6, k, -1)
+        rgb = np.where(labels[..., None] > 0, [90, 40, 120], [230, 180, 210]).astype(np.uint8)
+        rgb = np.clip(rgb + rng.integers(-20, 20, rgb.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(data / "images" / f"s{i}.png"), rgb[..., ::-1])
+        cv2.imwrite(str(data / "instance_labels" / f"s{i}.png"), labels)
+    script = Path(__file__).resolve().parents[1] / "examples" / "finetune_curve.py"
+    out = tmp_path / "curve"
+    done = subprocess.run(
+        [sys.executable, str(script), "--data", data, "--out", out, "--model", base_run,
+         "--n-test", "2", "--n-train", "3", "--steps", "2", "--epochs", "1",
+         "--fit-args", "--depth 2 --filters 2 --tile-size 44 --batch-size 2"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "curve.json").read_text())
+    assert 0 <= results["zero_shot"]["ap50"] <= 1
+    assert [(r["arm"], r["n_train"], r["steps"]) for r in results["runs"]] == [
+        ("fine-tuned", 3, 2), ("scratch", 3, 2)]
+    assert "--init" in results["runs"][0]["command"] and "--init" not in results["runs"][1]["command"]
+    tuned = json.loads((out / "fine-tuned-n3-s2" / "config.json").read_text())
+    assert tuned["init"] == str((base_run / "model.keras").resolve())
+    grey = cv2.imread(str(out / "data" / "test" / "images" / f"{results['test_images'][0]}.png"),
+                      cv2.IMREAD_UNCHANGED)
+    assert grey.ndim == 2  # the haematoxylin channel
+    picture = cv2.imread(str(out / "curve.png"))
+    assert picture.shape[0] >= 300 and "fine-tuned" in done.stdout
