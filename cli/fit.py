@@ -72,9 +72,8 @@ def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, 
     for f in option_fields():  # the choice that stands for None ("off", "none")
         if f.name in given and given[f.name] == f.metadata.get("none"):
             given[f.name] = None
-    run = plan_run(given, preset=preset, config_file=config_file, resume=resume_dir,
-                   output=output, overwrite=overwrite, no_weight_map=no_weight_map,
-                   no_augment=no_augment, export_dir=export_dir if export_name else None,
+    run = plan_run(given, preset, config_file, resume_dir, output, overwrite, no_weight_map,
+                   no_augment, export_dir if export_name else None,
                    log=lambda line: click.echo(line, err=dry_run))  # --dry-run: JSON only
     if dry_run:
         click.echo(json.dumps(run.config.to_dict(), indent=2, sort_keys=True))

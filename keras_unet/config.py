@@ -331,9 +331,7 @@ def check_keys(values: Mapping[str, Any], source: str = "config") -> None:
 
 # Settings added after runs were recorded, with the value that reproduces a run recorded without
 # them (resume_config fills them in; new runs take the defaults).
-ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False,
-                                   "init": None, "freeze_encoder": False, "init_sha256": None,
-                                   "init_version": None, "init_channels": None}
+ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False}
 
 
 # The paper's recipe: SGD with high momentum on one large tile per batch, He init and dropout
