@@ -116,14 +116,18 @@ def model_source(model: str | os.PathLike, log: Log | None = None) -> ModelSourc
         return source
     path = Path(text)
     if path.exists():
+        run_folder = path.is_dir() and (path / "model.keras").is_file() and not (
+            path / "saved_model.pb").is_file()
         if text in packaged_models():
+            if not (run_folder or (path / "saved_model.pb").is_file() or path.suffix == ".keras"):
+                kind = "folder" if path.is_dir() else "file"
+                raise ValueError(f"{text}: the {kind} {path.resolve()} is not a model, and a "
+                                 "file or folder of that name wins over the packaged model; "
+                                 f"write {PREFIX}{text} for the packaged one, or rename it")
             say(f"Using {path.resolve()} from the working folder, not the packaged model "
                 f"{text!r} (a file or folder of that name wins; write {PREFIX}{text} for the "
                 "packaged one).")
-        if path.is_dir() and (path / "model.keras").is_file() and not (
-                path / "saved_model.pb").is_file():
-            path = path / "model.keras"  # a run folder of keras-unet fit
-        return ModelSource(path)
+        return ModelSource(path / "model.keras" if run_folder else path)
     if text in packaged_models():
         return model_source(PREFIX + text, log)
     return ModelSource(path)

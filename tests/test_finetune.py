@@ -180,11 +180,17 @@ def test_init_from_a_packaged_name_records_its_version_and_sha(tmp_path, package
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["init"] == "pretrained:nuclei" and config["init_version"] == "0-test"
     assert config["init_sha256"] == file_sha256(packaged / "model.keras")
-    # a folder called nuclei in the working folder wins, and the log says so
+    # a run folder called nuclei in the working folder wins, and the log says so
     (tmp_path / "nuclei").mkdir()
     result = run("fit", "--init", "nuclei", "--dry-run")
-    one_error_line(result, "a folder without model.keras")
+    one_error_line(result, "the folder " + str(tmp_path / "nuclei") + " is not a model, and a "
+                   "file or folder of that name wins over the packaged model; write "
+                   "pretrained:nuclei for the packaged one")
+    (tmp_path / "nuclei" / "model.keras").write_bytes((tmp_path / "r" / "model.keras").read_bytes())
+    result = run("fit", "--init", "nuclei", "--dry-run")
+    assert result.exit_code == 0, result.output
     assert "from the working folder, not the packaged model 'nuclei'" in result.output
+    assert json.loads(result.stdout)["init"] == str(tmp_path / "nuclei" / "model.keras")
 
 
 def test_fine_tuning_in_plain_keras_as_the_docstring_shows(packaged):

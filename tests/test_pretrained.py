@@ -95,9 +95,14 @@ def test_names_resolve_and_a_local_file_wins(packaged, tmp_path):
     said = []
     assert model_source("nuclei", said.append).path == packaged / "model.keras"
     assert "packaged model 'nuclei' (version 0-test" in said[0]
-    (tmp_path / "work" / "nuclei").write_bytes(b"x")
+    (tmp_path / "work" / "nuclei").mkdir()  # e.g. an earlier `predict ... -o nuclei`
+    with pytest.raises(ValueError, match="is not a model, and a file or folder of that name wins"):
+        model_source("nuclei")
+    one_error_line(run("predict", "nuclei", packaged / "sample.tif", "-o", tmp_path / "o"),
+                   "write pretrained:nuclei for the packaged one, or rename it")
+    (tmp_path / "work" / "nuclei" / "model.keras").write_bytes(b"x")  # a run folder
     said.clear()
-    assert model_source("nuclei", said.append).path.name == "nuclei"
+    assert model_source("nuclei", said.append).path.name == "model.keras"
     assert "from the working folder, not the packaged model 'nuclei'" in said[0]
     assert model_source(PREFIX + "nuclei").path == packaged / "model.keras"
     assert model_source("elsewhere.keras").path.name == "elsewhere.keras"  # callers' errors
