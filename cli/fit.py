@@ -73,7 +73,8 @@ def fit(ctx: click.Context, config_file, preset, resume_dir, output, overwrite, 
         if f.name in given and given[f.name] == f.metadata.get("none"):
             given[f.name] = None
     run = plan_run(given, preset, config_file, resume_dir, output, overwrite, no_weight_map,
-                   no_augment, export_dir if export_name else None)
+                   no_augment, export_dir if export_name else None,
+                   log=lambda line: click.echo(line, err=dry_run))  # --dry-run: JSON only
     if dry_run:
         click.echo(json.dumps(run.config.to_dict(), indent=2, sort_keys=True))
         return

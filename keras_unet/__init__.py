@@ -65,6 +65,8 @@ _EXPORTS = {
     "predict_instances": "predict",
     "predict_large": "large",
     "load_model": "predict",
+    "load_pretrained": "pretrained",
+    "packaged_models": "pretrained",
     "segmentation_metrics": "metrics",
 }
 

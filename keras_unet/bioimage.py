@@ -47,6 +47,7 @@ from .images import list_images, read_image
 from .instances import label_instances
 from .model import geometry_of
 from .preprocess import instance_settings_of, mirror_pad, normalizer_of
+from .pretrained import resolve_model
 from .runs import run_record
 from .visualize import colorize, instance_overlay, write_png
 
@@ -321,8 +322,10 @@ def export_bioimageio_file(
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
     if image is not None and not Path(image).is_file():
         raise FileNotFoundError(f"--image {image} does not exist")
-    model_path = Path(model_path)
+    model_path = resolve_model(model_path, say)  # a packaged model's name, a run folder
     unet = load_model(model_path)
+    if image is None and (model_path.parent / "sample.tif").is_file():
+        image = model_path.parent / "sample.tif"  # a packaged model's own sample image
     info = {k: v for k, v in info.items() if v is not None}
     config, history = run_record(model_path)
     zip_path = export_bioimageio(

@@ -12,7 +12,6 @@ instance output too (``rand_error_instances``).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable, Iterable
 
 from ._compat import keras
@@ -29,6 +28,7 @@ from .metrics import (
     summarize,
 )
 from .predict import InstanceOptions, Predictor, validate_batch_tile
+from .pretrained import packaged_models, resolve_model
 from .targets import labels_from_mask
 
 __all__ = ["evaluate_files", "format_table", "calibrate_instances", "choose_instance_settings"]
@@ -58,8 +58,9 @@ def evaluate_files(
     """
     validate_batch_tile(batch_size, tile_size)
     axes = check_axes(axes)
-    if not isinstance(model, keras.Model) and not Path(model).exists():
-        raise FileNotFoundError(f"model {model} does not exist")
+    if not isinstance(model, keras.Model) and not resolve_model(model).exists():
+        raise FileNotFoundError(f"model {model} does not exist (nor is it a packaged model: "
+                                f"{', '.join(packaged_models()) or 'none installed'})")
     xs, ys, names, mask_names = read_pairs(images, masks, axes)
     predictor = Predictor(model, tile_size, batch_size, tta)
     two_classes = predictor.n_classes == 2
@@ -83,7 +84,7 @@ def evaluate_files(
                        rand_error_instances=rand_error_instances(found, objects))
         rows.append(row)
     pixel_keys = ("pixel_error", "iou", "dice", "rand_error")
-    result = {"images": rows, "mean": summarize([{k: r[k] for k in pixel_keys} for r in rows])}
+    result = {"model_notes": predictor.notes, "images": rows, "mean": summarize([{k: r[k] for k in pixel_keys} for r in rows])}
     if two_classes:
         result["mean"]["rand_error_instances"] = summarize(
             [{"r": r["rand_error_instances"]} for r in rows])["r"]
@@ -95,7 +96,8 @@ def format_table(result: dict) -> str:
     """:func:`evaluate_files`' result as a table: a row per image, the mean, the instance scores."""
     inst = "instances" in result
     head = f"{'image':24s} {'pixel err':>9s} {'IoU':>7s} {'Dice':>7s} {'Rand err':>9s}"
-    lines = [head + (f" {'AP50':>6s} {'objects':>8s} {'truth':>6s} {'merges':>6s}" if inst else "")]
+    lines = list(result.get("model_notes", []))
+    lines += [head + (f" {'AP50':>6s} {'objects':>8s} {'truth':>6s} {'merges':>6s}" if inst else "")]
     for r in result["images"] + [{"image": "mean", **result["mean"]}]:
         line = (f"{r['image'][:24]:24s} {r['pixel_error']:9.4f} {r['iou']:7.4f} "
                 f"{r['dice']:7.4f} {r['rand_error']:9.4f}")

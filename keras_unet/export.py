@@ -32,6 +32,7 @@ from .bioimage import export_bioimageio  # noqa: F401  (the bioimage.io format, 
 from .files import check_writable, write_json_atomic
 from .model import geometry_of
 from .preprocess import instance_settings_of, normalizer_of
+from .pretrained import resolve_model
 from .runs import run_record
 from .signatures import serving_functions
 from .tiling import predict_tiled
@@ -330,6 +331,7 @@ def export_model_file(
         raise ValueError(f"--version must be a positive integer, got {version!r}")
     check_name(name)
     check_writable(output, "export folder")
+    model_path = resolve_model(model_path, say)  # a packaged model's name, a run folder
     unet = load_model(model_path)
     if tile_size is not None:
         geometry_of(unet).check(tile_size, "--tile-size")

@@ -36,6 +36,7 @@ from .outputs import PredictReport, each_file, expand_inputs, mask_image, page_n
 from .preprocess import Normalizer, instance_settings_of, normalizer_of
 from .remote import predict_files_remote
 from .serving import graph_error
+from .pretrained import as_float32, model_source, resolve_model
 from .tiling import predict_tiled
 
 __all__ = ["load_model", "Predictor", "predict_files", "predict_files_remote", "predict_instances",
@@ -75,8 +76,10 @@ class InstanceOptions:
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
-    """A U-Net from a ``.keras`` file, or a one-line ValueError/FileNotFoundError naming it."""
-    path = Path(path)
+    """A float32 U-Net from a ``.keras`` file, a run folder or a packaged model's name
+    (:func:`keras_unet.pretrained.resolve_model`), or a one-line ValueError/FileNotFoundError
+    naming it."""
+    path = resolve_model(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} is not a .keras model file: it does not exist")
     if path.is_dir() or path.suffix != ".keras":
@@ -88,10 +91,11 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     from . import losses, model  # noqa: F401  (registers the layers a U-Net file holds)
 
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types for a broken file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"cannot load {path}: not a loadable Keras model file ({first})") from None
+    return as_float32(model)  # a packaged model is stored in float16
 
 
 def validate_batch_tile(batch_size: int, tile_size: int | None) -> None:
@@ -121,10 +125,11 @@ class Predictor:
                  tta: bool = False):
         validate_batch_tile(batch_size, tile_size)
         self.tile_size, self.batch_size, self.tta = tile_size, batch_size, tta
+        self.notes: list[str] = []  # which model a packaged model's name stood for
         if isinstance(model, keras.Model):
             self.path, self.model = None, model
         else:
-            self.path = Path(model)
+            self.path = model_source(model, self.notes.append).path
             if self.path.is_dir() and (self.path / "saved_model.pb").is_file():
                 self._init_saved_model()
                 return
@@ -299,6 +304,8 @@ def predict_files(
         _write_outputs(out, path, pages, probs, predictor.n_classes, overlay, save_probabilities,
                        settings)
 
-    return each_file(files, output, one, progress)
+    report = each_file(files, output, one, progress)
+    report.notes[:0] = predictor.notes
+    return report
 
 

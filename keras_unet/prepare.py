@@ -7,6 +7,7 @@ separate touching objects and compute the weight maps, once, before training.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -69,24 +70,28 @@ def held(image: np.ndarray) -> np.ndarray:
 
 
 def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig,
-                   names: Sequence[str] | None = None, record: bool = True) -> Normalizer:
+                   names: Sequence[str] | None = None, record: bool = True,
+                   channels: int | None = None) -> Normalizer:
     """The preprocessing contract of ``images``: one bit depth and one channel count, or a
     ValueError naming the file(s) that differ. Sets ``config.input_scale`` to the images' dtype
     maximum and, with ``record``, ``config.input_dtype/input_min/input_max`` to what they hold
-    (the value range the model records, :meth:`~keras_unet.preprocess.Normalizer.check`)."""
+    (the value range the model records, :meth:`~keras_unet.preprocess.Normalizer.check`).
+    ``channels``: the channel count of a model to fine-tune (default the images' own)."""
     names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
     depths = [np.asarray(x).dtype.name for x in images]
     if len({dtype_scale(x) for x in images}) > 1:
         raise ValueError(_odd_one("bit depths (dtypes)", depths, names))
     config.input_scale = dtype_scale(images[0]) if len(images) else config.input_scale
-    channels = [int(np.shape(x)[2]) if np.ndim(x) == 3 else 1 for x in images]
+    channels_wanted, channels = channels, [int(np.shape(x)[2]) if np.ndim(x) == 3 else 1
+                                           for x in images]
     if len(set(channels)) > 1:
         raise ValueError(_odd_one("channel counts", channels, names))
     if record and len(images):  # recorded in the model: what its training images held
         config.input_dtype = depths[0]
         config.input_min = float(min(np.min(x) for x in images))
         config.input_max = float(max(np.max(x) for x in images))
-    return Normalizer(config.normalization, config.input_scale, channels[0] if channels else 1)
+    return Normalizer(config.normalization, config.input_scale,
+                      channels_wanted or (channels[0] if channels else 1))
 
 
 def _odd_one(what: str, values: list, names: list[str]) -> str:
@@ -95,8 +100,7 @@ def _odd_one(what: str, values: list, names: list[str]) -> str:
     odd = [(n, v) for n, v in zip(names, values) if v != common]
     shown = ", ".join(f"{n} has {v}" for n, v in odd[:3]) + (" ..." if len(odd) > 3 else "")
     it = "it" if len(odd) == 1 else "them"
-    return (f"the images mix {what}: {shown}, the other {count} have {common}; convert {it} "
-            f"(or remove {it})")
+    return f"the images mix {what}: {shown}, the other {count} have {common}; convert {it}"
 
 
 def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainConfig,
@@ -137,6 +141,18 @@ def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainCon
                    if config.border_width else separated)
     return Prepared(x, (float(offset), float(divisor)), y.astype(np.uint8), weights,
                     counts[counts > 0], kind, objects)
+
+
+@contextlib.contextmanager
+def _init_hint(channels: int | None) -> Iterator[None]:
+    """Add to a channel-count refusal how to fix it when the model is ``fit --init``'s."""
+    try:
+        yield
+    except ValueError as exc:
+        if channels is None or "channel" not in str(exc):
+            raise
+        raise ValueError(f"{exc}: the --init model takes {channels}-channel images; convert "
+                         "them (grey for 1 channel), or train a new model") from None
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
@@ -211,6 +227,7 @@ def prepare_training_set(
     keep_instances: bool = False,
     mask_names: list[str] | None = None,
     masks_option: str = "--masks",
+    channels: int | None = None,
 ) -> TrainingSet:
     """Normalise images and turn masks into class labels and weight maps (computed once, here).
 
@@ -230,6 +247,8 @@ def prepare_training_set(
             (validation sets: instance metrics).
         mask_names: the masks' files, named in errors about a mask (default: ``names``);
             masks_option: the option that gave them (``--val-masks`` for validation masks).
+        channels: the channel count of the model to fine-tune (``fit --init``); default the
+            images' own. Grey images stored as RGB count as 1 channel.
 
     Raises:
         ValueError: naming the image, for unreadable pixels, sizes or masks, or when no mask
@@ -237,12 +256,13 @@ def prepare_training_set(
     """
     names = names or [f"image {i}" for i in range(len(images))]
     mask_names = mask_names or names
-    normalizer = normalizer_for(images, config, names)
+    normalizer = normalizer_for(images, config, names, channels=channels)
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
-    return collect(prepare_items(zip(images, masks, names, mask_names), config, normalizer,
-                                 keep_instances, progress, masks_option=masks_option),
-                   config, keep_instances)
+    with _init_hint(channels):
+        return collect(prepare_items(zip(images, masks, names, mask_names), config, normalizer,
+                                     keep_instances, progress, masks_option=masks_option),
+                       config, keep_instances)
 
 
 def collect(items: Iterable[Prepared], config: TrainConfig, keep_instances: bool) -> TrainingSet:
@@ -282,6 +302,7 @@ def held_bytes(images: Sequence[np.ndarray], normalizer: Normalizer,
 def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None,
                        data_memory: float | None = None,
                        cache_dir: str | os.PathLike | None = None,
+                       channels: int | None = None,
                        ) -> tuple[TrainingSet, TrainingSet | None]:
     """Read (or make) the training and validation sets of ``config`` and their weight maps.
 
@@ -300,6 +321,7 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
         data_memory: GB the prepared data may take in memory (default
             :func:`keras_unet.cache.default_data_memory`, a quarter of the machine's memory).
         cache_dir: where disk caches live (default :func:`keras_unet.cache.default_cache_dir`).
+        channels: see :func:`prepare_training_set`.
 
     Raises:
         ValueError, OSError: one line: unreadable data, ``data_memory`` not a positive number,
@@ -356,14 +378,16 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     del xs, ys, names, mask_names, val
     val_option = "--val-masks" if config.val_images else "--masks"
     options = {"train": "--masks", "val": val_option}
-    normalizers = {k: normalizer_for(v[0], config, v[2], record=k == "train")
+    normalizers = {k: normalizer_for(v[0], config, v[2], record=k == "train",
+                                     channels=channels)
                    for k, v in sets.items()}
     need = sum(held_bytes(v[0], normalizers[k], k == "val") for k, v in sets.items())
     budget = check_data_memory(default_data_memory() if data_memory is None else data_memory)
     n = sum(len(v[0]) for v in sets.values())
     if need <= budget * 1e9:
         say(f"Data: {gb(need)} prepared, held in memory (--data-memory {budget:g} GB).")
-        with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
+        with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar, \
+                _init_hint(channels):
             out = {k: collect(prepare_items(_drain(*v), config, normalizers[k], k == "val",
                                             bar.update, masks_option=options[k]),
                               config, k == "val")
@@ -380,7 +404,8 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
                 f"them once to the disk cache {root / key}.")
             remove_stale(root, key)
             with CacheWriter(root, key) as writer, (progressbar or no_bar)(
-                    length=n, label="Computing weight maps into the cache") as bar:
+                    length=n, label="Computing weight maps into the cache") as bar, \
+                    _init_hint(channels):
                 for k, v in sets.items():
                     summary = Summary(config)
                     for item in prepare_items(_drain(*v), config, normalizers[k], k == "val",

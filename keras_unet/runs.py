@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from dataclasses import dataclass
 
-from .config import ADDED_SETTINGS, TrainConfig, resolve_config
+from .config import ADDED_SETTINGS, PRESETS, TrainConfig, load_config_file, resolve_config
 from .files import atomic_path, check_writable
 
 __all__ = ["RunPlan", "plan_run", "worker_info", "own_run_dir", "default_run_dir", "claim_run_dir", "holds_run",
@@ -178,6 +178,7 @@ def plan_run(
     no_weight_map: bool = False,
     no_augment: bool = False,
     export_dir: str | os.PathLike | None = None,
+    log=None,
 ) -> RunPlan:
     """Resolve and check everything about a run before any data is read or model built.
 
@@ -189,11 +190,15 @@ def plan_run(
         output: the new run's directory (default :func:`default_run_dir`).
         overwrite: replace a run already in ``output``.
         export_dir: where a SavedModel will be exported afterwards (checked as writable).
+        log: hears which model ``--init`` names (:func:`keras_unet.finetune.apply_init`).
 
     Raises:
         ValueError, FileExistsError, OSError: one line naming the option or path.
     """
     if resume:
+        if given.get("init") or given.get("freeze_encoder"):
+            raise ValueError("--init starts a new run from a model's weights and --resume "
+                             "continues a run from its checkpoint: give one of the two")
         extra = sorted(set(given) - {"epochs"}) + [n for n, v in (
             ("config", config_file), ("preset", preset), ("overwrite", overwrite),
             ("output", output), ("no-weight-map", no_weight_map), ("no-augment", no_augment),
@@ -205,7 +210,15 @@ def plan_run(
         config = resume_config(resume, given.get("epochs"))
         check_writable(resume, "run directory")
         return RunPlan(config, Path(resume), resume=True)
-    config = resolve_config(given, preset, config_file, no_weight_map, no_augment)
+    config = resolve_config(given, preset, config_file, no_weight_map, no_augment,
+                            validate=False)
+    if config.init:  # fine-tuning: the model fixes the architecture (loads TensorFlow)
+        from .finetune import apply_init
+
+        explicit = (set(given) | set(PRESETS.get(preset or "", {}))
+                    | (set(load_config_file(config_file)) if config_file else set()))
+        config = apply_init(config, explicit, log)
+    config.validate()
     run_dir = Path(output) if output else default_run_dir()
     check_writable(run_dir, "run directory")
     if export_dir is not None:

@@ -30,6 +30,7 @@ from .config import TrainConfig
 from .data import TrainingSet, training_dataset, validation_dataset, validation_tiles
 from .devices import float32_copy, make_strategy, precision, resolve_precision
 from .files import remove_partials, write_json_atomic
+from .finetune import start_from
 from .losses import build_training_model, unet_from_training_model
 from .model import build_unet
 from .prepare import load_training_data, prepare_training_set
@@ -86,7 +87,8 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
             cache goes beyond that (see :func:`keras_unet.prepare.load_training_data`).
     """
     config, say = plan.config, log or (lambda _msg: None)
-    train_set, val_set = load_training_data(config, say, progressbar, data_memory, cache_dir)
+    train_set, val_set = load_training_data(config, say, progressbar, data_memory, cache_dir,
+                                            channels=config.init_channels)
     aug = config.augmentation
     switches = [n for n, on in (("elastic", aug.elastic), ("flips", aug.flips),
                                 ("rotation", aug.rotation > 0), ("shift", aug.shift > 0),
@@ -137,12 +139,16 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
         model = load_checkpoint(run_dir)
         unet = unet_from_training_model(model)
     else:
-        normalizer = Normalizer(config.normalization, config.input_scale, data.channels,
-                                config.input_dtype, config.input_min, config.input_max)
-        unet = build_unet((None, None, data.channels), config.n_classes, config.depth,
-                          config.filters, config.padding, config.dropout, config.batch_norm,
-                          normalizer=normalizer, border_width=data.border_width)
-        set_instance_settings(unet, min_size=data.min_object_size)
+        if config.init:  # fine-tuning: the weights of another model
+            unet = start_from(config, data.channels, data.border_width, data.min_object_size,
+                              say)
+        else:
+            normalizer = Normalizer(config.normalization, config.input_scale, data.channels,
+                                    config.input_dtype, config.input_min, config.input_max)
+            unet = build_unet((None, None, data.channels), config.n_classes, config.depth,
+                              config.filters, config.padding, config.dropout, config.batch_norm,
+                              normalizer=normalizer, border_width=data.border_width)
+            set_instance_settings(unet, min_size=data.min_object_size)
         model = build_training_model(unet)
         model.compile(optimizer=_optimizer(config), jit_compile=config.jit)
     step = int(model.optimizer.iterations.numpy())

@@ -11,6 +11,7 @@ import numpy as np
 from .files import atomic_path
 
 __all__ = ["colorize", "overlay", "instance_overlay", "weight_map_image", "write_png", "plot_history",
+           "plot_curves",
            "weight_map_files"]
 
 
@@ -102,8 +103,9 @@ _LINE_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (
 
 
 def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
-           size: tuple[int, int] = (520, 360)) -> np.ndarray:
-    """One line chart, RGB uint8: axes with ticks, one coloured line per series, a legend."""
+           size: tuple[int, int] = (520, 360), xlabel: str = "epoch") -> np.ndarray:
+    """One line chart, RGB uint8: axes with ticks, one coloured line per series, a legend.
+    ``epochs`` are the x positions (of every series; NaN values are left out)."""
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
     left, right, top, bottom = 60, 15, 48, 40
@@ -134,7 +136,7 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
         x, _ = to_px(e, lo)
         cv2.line(img, (x, h - bottom), (x, h - bottom + 4), (0, 0, 0), 1)
         cv2.putText(img, str(e), (x - 6, h - bottom + 16), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "epoch", (w // 2 - 20, h - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, xlabel, (w // 2 - 20, h - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, title, (left, 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     for i, (name, vs) in enumerate(series.items()):
         colour = _LINE_COLOURS[i % len(_LINE_COLOURS)]
@@ -151,6 +153,12 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
         cv2.putText(img, name, (x + 25, 38), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         x += 35 + cv2.getTextSize(name, font, 0.4, 1)[0][0]
     return img
+
+
+def plot_curves(series: dict[str, list[float]], x: list[float], title: str,
+                xlabel: str) -> np.ndarray:
+    """A line chart of ``series`` (name -> values at ``x``; NaN: no point), RGB uint8."""
+    return _panel(series, x, title, (640, 400), xlabel)
 
 
 def plot_history(history: dict[str, list[float]]) -> np.ndarray:

@@ -13,7 +13,8 @@ PACKAGE = ROOT / "keras_unet"
 LAYERS = [
     "_version", "files", "axes", "geometry", "config", "console", "_compat", "layers", "images",
     "preprocess", "lazyio", "weights", "targets", "model", "losses", "augment", "demo", "data", "cache", "prepare", "tiling",
-    "instances", "metrics", "visualize", "outputs", "serving", "remote", "large", "predict", "evaluate", "devices", "runs", "callbacks", "training",
+    "instances", "metrics", "visualize", "outputs", "serving", "remote", "large", "pretrained", "predict", "evaluate",
+    "finetune", "devices", "runs", "callbacks", "training",
     "signatures", "warmup", "bioimage_model", "bioimage", "export",
 ]
 STANDALONE = {"loader_check"}  # run as a script in a clean process; imports no keras_unet

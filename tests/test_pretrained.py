@@ -1,0 +1,180 @@
+"""Packaged models: float16 storage within its stated tolerance, names where model paths go
+(predict, evaluate, export for TF Serving and bioimage.io), a file of that name winning, and the
+models this installation ships (their info.json, card and sample)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from cli_helpers import one_error_line, run
+from keras_unet import pretrained
+from keras_unet._compat import keras
+from keras_unet.model import build_unet
+from keras_unet.pretrained import (
+    PREFIX,
+    file_sha256,
+    half_precision_error,
+    load_pretrained,
+    model_source,
+    package_model,
+    packaged_info,
+    packaged_models,
+    save_half,
+)
+
+TOLERANCE = 0.02  # package_model's default: the largest probability change float16 may cause
+
+
+@pytest.fixture(scope="module")
+def unet():
+    keras.utils.set_random_seed(4)
+    return build_unet((None, None, 1), depth=3, filters=8)
+
+
+def test_float16_storage_halves_the_file_and_moves_predictions_within_tolerance(
+        unet, tmp_path, rng):
+    unet.save(tmp_path / "full.keras")
+    save_half(unet, tmp_path / "half.keras")
+    import zipfile
+
+    def weights_size(path):  # the weights, without the model's description
+        return zipfile.ZipFile(path).getinfo("model.weights.h5").file_size
+
+    saved = weights_size(tmp_path / "full.keras") - weights_size(tmp_path / "half.keras")
+    assert saved >= 0.95 * 2 * unet.count_params()  # 2 bytes less per parameter
+    loaded = load_from(tmp_path / "half.keras")
+    assert all(w.dtype == "float32" for w in loaded.weights)
+    images = [rng.integers(0, 255, (70, 90), np.uint8) for _ in range(2)]
+    error = half_precision_error(unet, images)
+    assert 0 < error["max_abs_probability"] < TOLERANCE
+    from keras_unet.tiling import predict_tiled
+    from keras_unet.preprocess import normalizer_of
+
+    x = normalizer_of(unet)(images[0])
+    diff = np.abs(predict_tiled(unet, x) - predict_tiled(loaded, x)).max()
+    assert 0 < diff <= error["max_abs_probability"] + 1e-6  # the same measurement
+
+
+def load_from(path):
+    from keras_unet.predict import load_model
+
+    return load_model(path)
+
+
+@pytest.fixture
+def packaged(tmp_path, monkeypatch, unet, rng):
+    """A registry holding one small packaged model called 'nuclei'."""
+    unet.save(tmp_path / "m.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"depth": 3, "filters": 8}))
+    folder = tmp_path / "models" / "nuclei"
+    package_model(tmp_path / "m.keras", folder, "0-test",
+                  [rng.integers(0, 255, (60, 60), np.uint8)], {"heldout": "none"})
+    cv2.imwrite(str(folder / "sample.tif"), rng.integers(0, 255, (96, 100), np.uint8))
+    monkeypatch.setattr(pretrained, "MODELS_DIR", tmp_path / "models")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return folder
+
+
+def test_package_model_writes_info_and_refuses_beyond_tolerance(packaged, tmp_path, rng):
+    info = json.loads((packaged / "info.json").read_text())
+    assert info["version"] == "0-test" and info["heldout"] == "none"
+    assert info["sha256"] == file_sha256(packaged / "model.keras")
+    assert info["float16_storage"]["max_abs_probability"] < TOLERANCE
+    assert json.loads((packaged / "config.json").read_text())["filters"] == 8
+    with pytest.raises(ValueError, match="float16 storage moves the probabilities"):
+        package_model(tmp_path / "m.keras", tmp_path / "other", "x",
+                      [rng.integers(0, 255, (60, 60), np.uint8)], tolerance=1e-12)
+
+
+def test_names_resolve_and_a_local_file_wins(packaged, tmp_path):
+    assert packaged_models() == ["nuclei"] and packaged_info("nuclei")["version"] == "0-test"
+    said = []
+    assert model_source("nuclei", said.append).path == packaged / "model.keras"
+    assert "packaged model 'nuclei' (version 0-test" in said[0]
+    (tmp_path / "work" / "nuclei").mkdir()  # e.g. an earlier `predict ... -o nuclei`
+    with pytest.raises(ValueError, match="is not a model, and a file or folder of that name wins"):
+        model_source("nuclei")
+    one_error_line(run("predict", "nuclei", packaged / "sample.tif", "-o", tmp_path / "o"),
+                   "write pretrained:nuclei for the packaged one, or rename it")
+    (tmp_path / "work" / "nuclei" / "model.keras").write_bytes(b"x")  # a run folder
+    said.clear()
+    assert model_source("nuclei", said.append).path.name == "model.keras"
+    assert "from the working folder, not the packaged model 'nuclei'" in said[0]
+    assert model_source(PREFIX + "nuclei").path == packaged / "model.keras"
+    assert model_source("elsewhere.keras").path.name == "elsewhere.keras"  # callers' errors
+    with pytest.raises(ValueError, match="'cells' is not a packaged model .packaged models: "
+                                         "nuclei"):
+        load_pretrained("cells")
+
+
+def test_predict_and_evaluate_take_a_packaged_name(packaged, tmp_path):
+    sample = packaged / "sample.tif"
+    result = run("predict", "nuclei", sample, "--instances", "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "Using the packaged model 'nuclei' (version 0-test" in result.output
+    assert (tmp_path / "out" / "sample_instances.tif").is_file()
+    (tmp_path / "m").mkdir()
+    mask = np.zeros((96, 100), np.uint16)
+    mask[20:40, 30:50] = 1
+    (tmp_path / "i").mkdir()
+    cv2.imwrite(str(tmp_path / "i" / "a.png"), cv2.imread(str(sample), cv2.IMREAD_UNCHANGED))
+    cv2.imwrite(str(tmp_path / "m" / "a.png"), mask)
+    result = run("evaluate", "nuclei", "--images", tmp_path / "i", "--masks", tmp_path / "m")
+    assert result.exit_code == 0, result.output
+    assert "Using the packaged model 'nuclei' (version 0-test" in result.output
+    one_error_line(run("evaluate", "cells", "--images", tmp_path / "i", "--masks", tmp_path / "m"),
+                   "model cells does not exist (nor is it a packaged model: nuclei)")
+
+
+def test_a_packaged_model_passes_the_savedmodel_check(packaged, tmp_path):
+    result = run("export", "nuclei", "--output", tmp_path / "exp", "--name", "nuclei", "--check")
+    assert result.exit_code == 0, result.output
+    assert "Using the packaged model 'nuclei'" in result.output and "Check passed." in result.output
+    meta = json.loads((tmp_path / "exp" / "nuclei" / "1" / "assets.extra" /
+                       "keras_unet.json").read_text())
+    assert meta["training_config"]["filters"] == 8  # its config.json went with it
+
+
+def test_a_packaged_model_passes_the_bioimageio_check(packaged, tmp_path):
+    pytest.importorskip("bioimageio.core")
+    result = run("export", "nuclei", "--format", "bioimageio", "--output", tmp_path / "bio",
+                 "--name", "nuclei", "--check")
+    assert result.exit_code == 0, result.output
+    assert "passed for keras_v3, keras_hdf5, tensorflow_saved_model_bundle" in result.output
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bio" / "nuclei.zip") as zf:
+        sample = np.load(zf.open("test_input.npy"))
+    raw = cv2.imread(str(packaged / "sample.tif"), cv2.IMREAD_UNCHANGED)
+    assert sample.max() <= raw.max() and sample.shape[1] <= 96  # cut from its own sample image
+
+
+# --------------------------------------------------------------------------------------------
+# What this installation ships
+
+
+def test_the_nuclei_model_is_shipped_with_its_card_and_matches_its_info():
+    assert "nuclei" in packaged_models()
+    folder = pretrained.MODELS_DIR / "nuclei"
+    info = packaged_info("nuclei")
+    assert info["sha256"] == file_sha256(folder / "model.keras")
+    assert info["float16_storage"]["max_abs_probability"] <= info["float16_storage"]["tolerance"]
+    assert (folder / "model.keras").stat().st_size < 6e6  # a few MB
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert info["version"] in card and "CC0" in card
+    unet = load_pretrained("nuclei")
+    assert unet.input_shape[-1] == 1 and unet.output_shape[-1] == 2
+    assert all(w.dtype == "float32" for w in unet.weights)
+
+
+def test_the_nuclei_model_finds_nuclei_in_its_sample(tmp_path):
+    from keras_unet.images import read_image
+    from keras_unet.predict import predict_instances
+
+    folder = pretrained.MODELS_DIR / "nuclei"
+    labels = predict_instances(load_pretrained("nuclei"), read_image(folder / "sample.tif"))
+    assert labels.max() >= 5  # the sample holds dozens of nuclei
