@@ -151,6 +151,11 @@ class TrainingSet:
             percentile of the training objects' areas; 0 when unknown).
         border_width: the separating border width the labels were made with, px per object (0
             when no objects were separated: binary and class masks).
+        stats: per image, the ``(offset, divisor)`` its raw intensities were normalised with
+            (:meth:`keras_unet.preprocess.Normalizer.stats`), so colour augmentation can work on
+            raw intensities; None when unknown.
+        scale: the raw value of full intensity (255 for 8-bit images).
+        normalization: the normalisation mode (``"image"``, ``"fixed"``, ``"percentile"``).
     """
 
     images: list[np.ndarray]
@@ -159,6 +164,9 @@ class TrainingSet:
     instances: list[np.ndarray] | None = None
     min_object_size: int = 0
     border_width: int = 0
+    stats: list[tuple[float, float]] | None = None
+    scale: float = 1.0
+    normalization: str = "image"
 
     def __post_init__(self) -> None:
         if not self.images:
@@ -235,6 +243,7 @@ def training_dataset(
     """
     out = geometry.check(tile_size, "tile size")
     aug = (augmentation or Augmentation.off()).validate()
+    augment.check_channels(aug, data.channels)
     m = geometry.margin
     reach = aug.reach(tile_size)
     pad = m + reach
@@ -245,6 +254,9 @@ def training_dataset(
     max_y = tf.constant(np.array(ext_h) - out + 1, tf.int32)
     max_x = tf.constant(np.array(ext_w) - out + 1, tf.int32)
     images_t, labels_t, weights_t = (tf.constant(a) for a in (images, labels, weights))
+    # how each image was normalised, so colour augmentation can undo it
+    stats = np.array(data.stats if data.stats else [(0.0, 1.0)] * n, np.float32).reshape(n, 2)
+    stats_t = tf.constant(stats)
     span = tile_size + 2 * reach  # the tile plus the context resampling may read
 
     def sample(step):
@@ -266,6 +278,8 @@ def training_dataset(
         lab = tf.ensure_shape(lab, [tile_size, tile_size])
         wt = tf.ensure_shape(wt, [tile_size, tile_size])
         image, lab, wt = augment.flip(aug, s + [0, 3 << 40], image, lab, wt)
+        image = augment.colour(aug, s + [0, 5 << 40], image, stats_t[idx, 0], stats_t[idx, 1],
+                               data.scale, data.normalization)
         image = augment.grey(aug, s + [0, 4 << 40], image)
         return {
             "image": image,

@@ -12,14 +12,14 @@ from typing import Callable
 import numpy as np
 
 from .console import no_bar
-from .config import TrainConfig
+from .config import AUTO_VAL_FRACTION, AUTO_VAL_MIN_IMAGES, TrainConfig
 from .data import TrainingSet, demo_data, split_validation
 from .images import load_pairs
 from .preprocess import Normalizer, dtype_scale
 from .targets import labels_from_mask, mask_kind
 from .weights import unet_weight_map
 
-__all__ = ["prepare_training_set", "load_training_data", "MIN_IMAGE_SIZE"]
+__all__ = ["prepare_training_set", "load_training_data", "validation_rule", "MIN_IMAGE_SIZE"]
 
 Log = Callable[[str], None]
 MIN_IMAGE_SIZE = 16  # px a side: smaller images hold almost no context to learn from
@@ -63,14 +63,16 @@ def prepare_training_set(
     normalizer = Normalizer(config.normalization, config.input_scale, channels.pop() if channels else 1)
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
-    xs, ys, ws, objects, areas, kinds = [], [], [], [], [], set()
+    xs, ys, ws, objects, areas, kinds, stats = [], [], [], [], [], set(), []
     for image, mask, name in zip(images, masks, names):
         if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
             raise ValueError(
                 f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
                 "numpy.nan_to_num) before training"
             )
-        x = normalizer(image, name)
+        raw = normalizer.channels_of(image, name)
+        stats.append(tuple(float(v) for v in normalizer.stats(raw)))
+        x = normalizer.apply(raw, stats[-1])
         if x.shape[:2] != np.shape(mask)[:2]:
             raise ValueError(
                 f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
@@ -97,7 +99,8 @@ def prepare_training_set(
     smallest = int(0.5 * np.percentile(areas, 1)) if areas.size else 0
     # only instance masks are separated: binary and class masks' objects never touch
     border = config.border_width if "instance" in kinds else 0
-    return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest, border)
+    return TrainingSet(xs, ys, ws, objects if keep_instances else None, smallest, border,
+                       stats, config.input_scale, config.normalization)
 
 
 def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=None
@@ -128,11 +131,16 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     if config.val_images:
         val = load_pairs(config.val_images, config.val_masks)
         say(f"Read {len(val[0])} validation pairs from {config.val_images}.")
-    elif config.val_fraction:
-        keep, held = split_validation(len(xs), config.val_fraction, config.seed)
-        val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held])
-        xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
-        say(f"Holding out {len(held)} image(s) for validation: {', '.join(val[2])}.")
+    elif config.images is not None:
+        fraction, why = validation_rule(len(xs), config.val_fraction)
+        if fraction:
+            keep, held = split_validation(len(xs), fraction, config.seed)
+            val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held])
+            xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
+            say(f"Holding out {len(held)} of {len(keep) + len(held)} images for validation and "
+                f"calibration ({why}): {', '.join(val[2])}.")
+        elif why:
+            say(why)
     for x, name in zip(xs + (list(val[0]) if val else []), names + (list(val[2]) if val else [])):
         if min(x.shape[:2]) < MIN_IMAGE_SIZE:
             raise ValueError(f"{name} is {x.shape[1]}x{x.shape[0]} px; training images must be at "
@@ -152,6 +160,26 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar:
         val_set = (prepare_training_set(*val[:2], config, val[2], progress=bar.update,
                                         keep_instances=True) if val else None)
-        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update)
+        # with no validation images the object settings are calibrated on the training images
+        calibrate_on_training = val is None and config.calibrate == "auto"
+        train_set = prepare_training_set(xs, ys, config, names, progress=bar.update,
+                                         keep_instances=calibrate_on_training)
     return train_set, val_set
+
+
+def validation_rule(n_images: int, fraction: float | None) -> tuple[float, str]:
+    """The fraction of ``n_images`` to hold out for validation, and why, in words.
+
+    ``fraction`` None is the default rule: ``AUTO_VAL_FRACTION`` (at least one image) when there
+    are at least ``AUTO_VAL_MIN_IMAGES`` images, else none (the object settings are then
+    calibrated on the training images).
+    """
+    if fraction is not None:
+        return fraction, "--val-fraction" if fraction else ""
+    if n_images >= AUTO_VAL_MIN_IMAGES:
+        return AUTO_VAL_FRACTION, (f"the default: {AUTO_VAL_FRACTION:.0%}, at least 1, from "
+                                   f"{AUTO_VAL_MIN_IMAGES} images on; --val-fraction 0 for none")
+    return 0.0, (f"Only {n_images} image(s), so none is held out for validation (that needs at "
+                 f"least {AUTO_VAL_MIN_IMAGES}, or --val-images/--val-fraction): the object "
+                 "settings will be calibrated on the training images, which flatters them.")
 
