@@ -329,9 +329,6 @@ def predict_files(
             out.report.written.extend(done.outputs.values())
             out.report.notes.append(f"{path.name}: {done.shape[1]}x{done.shape[0]} px predicted "
                                     f"block-wise, {done.megapixels_per_second:.1f} megapixels/s")
-            if settings and float(settings["split_depth"]) > 0:
-                out.report.notes.append(f"{path.name}: objects are not cut at necks block-wise "
-                                        "(--split-depth applies to whole images only)")
             return
         pages = read_pages(path)
         names = [path.name] if len(pages) == 1 else [f"{path.name}[{i}]" for i in range(len(pages))]
