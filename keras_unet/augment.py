@@ -248,8 +248,10 @@ def grey(aug: Augmentation, seed, image):
 
 #: skimage.color.rgb2hed works on log(max(rgb, 1e-6)) / log(1e-6): optical density scaled to [0, 1]
 _LOG_ADJUST = float(np.log(1e-6))
-_HED_FROM_RGB = tf.constant(hed_from_rgb, tf.float32)
-_RGB_FROM_HED = tf.constant(rgb_from_hed, tf.float32)
+# NumPy, not tf.constant: a tensor made at import would start TensorFlow's runtime before a
+# multi-worker strategy can configure it
+_HED_FROM_RGB = np.asarray(hed_from_rgb, np.float32)
+_RGB_FROM_HED = np.asarray(rgb_from_hed, np.float32)
 
 
 def rgb_to_hed(rgb) -> tf.Tensor:
