@@ -32,7 +32,8 @@ def config_options(command):
         elif meta.get("type") == "path":
             kw.update(type=click.Path(), show_default=False)
         else:
-            kw.update(type=TYPES[f.type.removesuffix(" | None")], default=f.default)
+            kw.update(type=TYPES[f.type.removesuffix("| None").strip()], default=f.default,
+                      show_default=f.default is not None)
         name = meta.get("option", "--" + f.name.replace("_", "-"))
         command = click.option(name, f.name, **kw)(command)
     return command

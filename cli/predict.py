@@ -124,15 +124,18 @@ def serving_status(server, model_name, model_version, timeout, as_json) -> None:
 @click.option("--tta", is_flag=True, help="Test-time augmentation (flips and rotations).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--axes", help=AXES_HELP)
+@click.option("--groups", type=click.Path(), help="CSV of 'file name,group' lines: scores per "
+              "group too. Without it, sub-folders of --images (and --masks) are the groups.")
 @instance_options
-def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json, axes,
+def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json, axes, groups,
              **instance) -> None:
     """Score MODEL on labelled images: pixel error, foreground IoU and Dice, Rand error, and
-    instance AP at IoU 0.5-0.95, mAP, F1, merges and splits."""
+    instance AP at IoU 0.5-0.95, mAP, AJI (aggregated Jaccard index), F1, merges and splits;
+    overall and per group."""
     from keras_unet.evaluate import evaluate_files, format_table
 
     # With --json, stdout carries only the JSON; the progress goes to stderr.
     stream = click.get_text_stream("stderr") if as_json else None
     result = evaluate_files(model, images, masks, mask_type, tile_size, batch_size, tta,
-                            _bar("Evaluating", stream), instance, axes)
+                            _bar("Evaluating", stream), instance, axes, groups)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

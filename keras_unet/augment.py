@@ -20,12 +20,28 @@ The pieces are public so they can be tested and reused: :func:`random_grid` draw
 displacements, :func:`dense_field` makes them dense, :func:`warp` resamples with a given field
 (bilinear for images, nearest for labels and weight maps, so labels keep valid ids and weights
 stay aligned with them). The settings (:class:`keras_unet.config.Augmentation`) are applied to training tiles by
-:func:`coordinates`, :func:`flip` and :func:`grey`.
+:func:`coordinates`, :func:`flip`, :func:`colour` and :func:`grey`.
+
+**Colour** (:func:`colour`) works on tiles of normalised images. Stain augmentation needs the raw
+colours, so the image's normalisation is undone first (its ``(offset, divisor)``), the stains
+are changed in haematoxylin-eosin-DAB optical density space (:func:`rgb_to_hed`, the colour
+deconvolution of Ruifrok & Johnston 2001 with ``skimage.color.hed_from_rgb``; the random scale
+and shift per stain of Tellez et al. 2018), and the result is normalised again. For per-image
+normalisation the image's statistics would change too; they are moved as the tile's own mean
+and standard deviation moved (:func:`restandardize`). Inversion and channel shuffling work in
+normalised units: inverting the raw intensities and normalising again gives exactly ``-x``
+(``"image"``) or ``1 - x`` (``"fixed"``; for ``"percentile"``, ``1 - x`` is what the swapped
+1st and 99.8th percentiles would give), and the statistics are pooled over the channels, so
+their order does not change them.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
+from skimage.color import hed_from_rgb, rgb_from_hed
+
 from ._compat import tf
 from .config import Augmentation
 
@@ -40,6 +56,12 @@ __all__ = [
     "coordinates",
     "flip",
     "grey",
+    "colour",
+    "rgb_to_hed",
+    "hed_to_rgb",
+    "hed_jitter",
+    "restandardize",
+    "check_channels",
 ]
 
 
@@ -218,3 +240,95 @@ def grey(aug: Augmentation, seed, image):
     u = tf.random.stateless_uniform([2], _seed(seed) + [0, 14], -1.0, 1.0)
     mean = tf.reduce_mean(image)
     return (image - mean) * (1.0 + u[0] * aug.contrast) + mean + u[1] * aug.brightness
+
+
+# --------------------------------------------------------------------------------------------
+# Colour: stains, polarity, channels
+
+
+#: skimage.color.rgb2hed works on log(max(rgb, 1e-6)) / log(1e-6): optical density scaled to [0, 1]
+_LOG_ADJUST = float(np.log(1e-6))
+# NumPy, not tf.constant: a tensor made at import would start TensorFlow's runtime before a
+# multi-worker strategy can configure it
+_HED_FROM_RGB = np.asarray(hed_from_rgb, np.float32)
+_RGB_FROM_HED = np.asarray(rgb_from_hed, np.float32)
+
+
+def rgb_to_hed(rgb) -> tf.Tensor:
+    """Haematoxylin, eosin and DAB densities of RGB colours in [0, 1]: ``(..., 3)`` float32.
+
+    ``skimage.color.rgb2hed`` (Ruifrok & Johnston 2001) without its final clipping at 0, so that
+    :func:`hed_to_rgb` inverts it exactly.
+    """
+    rgb = tf.maximum(tf.cast(rgb, tf.float32), 1e-6)
+    return tf.tensordot(tf.math.log(rgb) / _LOG_ADJUST, _HED_FROM_RGB, 1)
+
+
+def hed_to_rgb(hed) -> tf.Tensor:
+    """RGB colours in [0, 1] of stain densities ``(..., 3)``: ``skimage.color.hed2rgb``."""
+    return tf.clip_by_value(tf.exp(tf.tensordot(tf.cast(hed, tf.float32) * _LOG_ADJUST,
+                                                _RGB_FROM_HED, 1)), 0.0, 1.0)
+
+
+def hed_jitter(rgb, scale, shift) -> tf.Tensor:
+    """RGB ``(..., 3)`` in [0, 1] with each stain density ``d`` made ``d * scale + shift``
+    (``scale``, ``shift``: 3 values, haematoxylin, eosin, DAB; Tellez et al. 2018)."""
+    return hed_to_rgb(rgb_to_hed(rgb) * scale + shift)
+
+
+def restandardize(before, after) -> tf.Tensor:
+    """``after`` (a tile changed in normalised units) renormalised as its whole image would be.
+
+    The image's mean and standard deviation are taken to move as the tile's did: the result is
+    ``(after - mean(after) + mean(before)) * std(before) / std(after)``.
+    """
+    m0, v0 = tf.nn.moments(before, axes=[0, 1, 2])
+    m1, v1 = tf.nn.moments(after, axes=[0, 1, 2])
+    return (after - m1 + m0) * tf.sqrt(v0) / tf.maximum(tf.sqrt(v1), 1e-6)
+
+
+def check_channels(aug: Augmentation, channels: int) -> None:
+    """Raise a ValueError naming the option when the images' channels cannot take it."""
+    if aug.hed_jitter > 0 and channels != 3:
+        raise ValueError(f"--hed-jitter needs RGB images (3 channels); these have {channels}")
+    for name, on in (("--channel-shuffle", aug.channel_shuffle), ("--greyscale",
+                                                                   aug.greyscale > 0)):
+        if on and channels < 2:
+            raise ValueError(f"{name} needs colour images; these have 1 channel")
+
+
+def colour(aug: Augmentation, seed, image, offset=0.0, divisor=1.0, scale: float = 1.0,
+           mode: str = "fixed"):
+    """Stain, polarity and channel changes of one normalised tile ``(T, T, C)``.
+
+    Args:
+        offset, divisor: how the tile's image was normalised (raw = x * divisor + offset).
+        scale: the raw value of full intensity (255 for 8-bit images).
+        mode: the normalisation mode (``"image"``, ``"fixed"``, ``"percentile"``).
+
+    In order: the stains (``aug.hed_jitter``, RGB only), grey (``aug.greyscale``, the mean of
+    the channels), the channel order (``aug.channel_shuffle``) and inversion (``aug.invert``).
+    """
+    if not aug.colour:
+        return image
+    seed = _seed(seed)
+    per_image = mode != "fixed"
+    u = tf.random.stateless_uniform([2], seed + [0, 16], 0.0, 1.0)
+    x = image
+    if aug.hed_jitter > 0:
+        s = aug.hed_jitter
+        draw = tf.random.stateless_uniform([2, 3], seed + [0, 17], -s, s)
+        rgb = (x * divisor + offset) / scale
+        y = (hed_jitter(rgb, 1.0 + draw[0], draw[1]) * scale - offset) / divisor
+        x = restandardize(x, y) if per_image else y
+    if aug.greyscale > 0:
+        y = tf.broadcast_to(tf.reduce_mean(x, -1, keepdims=True), tf.shape(x))
+        y = restandardize(x, y) if per_image else y
+        x = tf.where(u[0] < aug.greyscale, y, x)
+    if aug.channel_shuffle:
+        order = tf.argsort(tf.random.stateless_uniform([tf.shape(x)[-1]], seed + [0, 18]))
+        x = tf.gather(x, order, axis=-1)
+    if aug.invert > 0:
+        flipped = -x if mode == "image" else 1.0 - x
+        x = tf.where(u[1] < aug.invert, flipped, x)
+    return x

@@ -5,18 +5,16 @@ its ``fit`` options from these fields (``field.metadata``), config files use the
 keys, and ``RUN_DIR/config.json`` records them, so nothing is listed twice. This module imports no
 TensorFlow, so ``keras-unet fit --help`` and option errors answer at once.
 
-Settings are layered, in increasing priority (:func:`resolve_config`): the defaults, a preset
-(``PRESETS``), a JSON/YAML config file, and the options given on the command line.
+Settings are layered, in increasing priority (:func:`keras_unet.settings.resolve_config`): the
+defaults, a preset (``PRESETS``), a JSON/YAML config file, and the options given on the command
+line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from .axes import check_axes
@@ -32,10 +30,11 @@ __all__ = [
     "MIXED",
     "CALIBRATION_METRICS",
     "FINETUNE_LR",
+    "CALIBRATE_ON",
+    "AUTO_VAL_FRACTION",
+    "AUTO_VAL_MIN_IMAGES",
     "check_keys",
     "check_axes",
-    "load_config_file",
-    "resolve_config",
     "option_fields",
 ]
 
@@ -47,6 +46,14 @@ MASK_TYPES = ("auto", "instance", "binary", "class")
 FINETUNE_LR = 1e-4
 #: what the object settings can be calibrated for (keras_unet.evaluate.choose_instance_settings)
 CALIBRATION_METRICS = ("ap50", "rand")
+#: where the object settings are calibrated (TrainConfig.calibrate)
+CALIBRATE_ON = ("auto", "validation", "off")
+#: the default validation split (TrainConfig.val_fraction None): this fraction of the images ...
+AUTO_VAL_FRACTION = 0.1
+#: ... when there are at least this many
+AUTO_VAL_MIN_IMAGES = 10
+
+
 def setting(default: Any, help: str, **cli: Any) -> Any:
     """A dataclass field with its command-line description.
 
@@ -75,6 +82,17 @@ class Augmentation:
                           "1+z, log-uniform, so objects vary in size (0: off).")
     brightness: float = setting(0.1, "Largest brightness offset (0: off).")
     contrast: float = setting(0.1, "Largest relative contrast change (0: off).")
+    hed_jitter: float = setting(
+        0.0, "Stain augmentation for RGB images (Tellez et al. 2018): each of the haematoxylin, "
+        "eosin and DAB densities (skimage.color.rgb2hed) is scaled by 1 + U(-s, s) and shifted by "
+        "U(-s, s); 0.05: light, 0.2: strong (0: off).")
+    invert: float = setting(0.0, "Probability that a tile's intensities are inverted, so the "
+                            "network sees both polarities, e.g. dark nuclei on a bright "
+                            "background (0: off).")
+    channel_shuffle: bool = setting(False, "Random order of the colour channels.",
+                                    flag="--channel-shuffle/--no-channel-shuffle")
+    greyscale: float = setting(0.0, "Probability that a colour tile is turned grey (each channel "
+                               "the channels' mean) (0: off).")
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -85,7 +103,7 @@ class Augmentation:
     def off(cls) -> "Augmentation":
         """No augmentation at all (validation tiles, or a plain baseline)."""
         return cls(elastic=False, flips=False, rotation=0.0, shift=0.0, zoom=0.0, brightness=0.0,
-                   contrast=0.0)
+                   contrast=0.0, hed_jitter=0.0, invert=0.0, channel_shuffle=False, greyscale=0.0)
 
     def augmentation_settings(self) -> "Augmentation":
         """Just the augmentation part (of a :class:`TrainConfig`, say)."""
@@ -105,7 +123,21 @@ class Augmentation:
             raise ValueError(f"zoom must be at most 1 (a factor from 1/2 to 2), got {self.zoom!r}")
         if self.rotation > 180:
             raise ValueError(f"rotation must be at most 180 degrees, got {self.rotation!r}")
+        for name in ("hed_jitter", "invert", "greyscale"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and 0 <= value <= 1):
+                raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+        if self.hed_jitter >= 1:
+            raise ValueError(f"hed_jitter must be < 1 (a stain scaled by 0 is gone), got "
+                             f"{self.hed_jitter!r}")
         return self
+
+    @property
+    def colour(self) -> bool:
+        """Whether the tiles' colours change (stain, inversion, channel order, grey)."""
+        return (self.hed_jitter > 0 or self.invert > 0 or self.channel_shuffle
+                or self.greyscale > 0)
 
     @property
     def geometric(self) -> bool:
@@ -157,8 +189,9 @@ class TrainConfig(Augmentation):
                                 type="path")
     val_images: str | None = setting(None, "Validation images (never augmented).", type="path")
     val_masks: str | None = setting(None, "Validation masks.", type="path")
-    val_fraction: float = setting(
-        0.0, "Hold out this fraction of the images for validation instead of --val-images.")
+    val_fraction: float | None = setting(
+        None, "Hold out this fraction of the images for validation instead of --val-images "
+        "[default: 10 % (at least 1 image) from 10 images on; none below that].")
     mask_type: str = setting("auto", "binary: 0 and 1/255; instance: object ids; class: class ids.",
                              choices=MASK_TYPES)
     normalization: str = setting("image", "image: per-image mean/std; fixed: divide by dtype "
@@ -202,6 +235,10 @@ class TrainConfig(Augmentation):
         "ap50", "What the object settings (threshold, neck depth, smallest object) are calibrated "
         "for on the validation images after training: ap50 (objects such as nuclei) or rand "
         "(the ISBI Rand error; tissue cut into cells by membranes).", choices=CALIBRATION_METRICS)
+    calibrate: str = setting(
+        "auto", "Choose the object settings after training: auto: on the validation images, or "
+        "on the training images when there are none; validation: on validation images only; "
+        "off: keep threshold 0.5 and no neck cut.", choices=CALIBRATE_ON)
     calibrate_tta: bool = setting(
         False, "Calibrate on test-time-augmented predictions, for a model used with --tta.",
         flag="--calibrate-tta/--no-calibrate-tta")
@@ -248,6 +285,8 @@ class TrainConfig(Augmentation):
         geo.check(self.tile_size, "tile size")
         for name in ("lr", "momentum", "w0", "sigma", "dropout", "val_fraction", "input_scale"):
             value = getattr(self, name)
+            if value is None and name == "val_fraction":
+                continue
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -264,7 +303,7 @@ class TrainConfig(Augmentation):
             raise ValueError(f"class_weights must be 'balanced' or None, got {self.class_weights!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not 0 <= self.val_fraction < 1:
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not 0 <= self.border_width <= 16:
             raise ValueError(f"border_width must be an integer from 0 to 16 px, got "
@@ -289,6 +328,9 @@ class TrainConfig(Augmentation):
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.calibrate not in CALIBRATE_ON:
+            raise ValueError(f"calibrate must be {', '.join(CALIBRATE_ON)}, got "
+                             f"{self.calibrate!r}")
         if self.calibrate_metric not in CALIBRATION_METRICS:
             raise ValueError(f"calibrate_metric must be {' or '.join(CALIBRATION_METRICS)}, "
                              f"got {self.calibrate_metric!r}")
@@ -338,7 +380,8 @@ def check_keys(values: Mapping[str, Any], source: str = "config") -> None:
 
 # Settings added after runs were recorded, with the value that reproduces a run recorded without
 # them (resume_config fills them in; new runs take the defaults).
-ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False}
+ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False,
+                                  "calibrate": "validation"}
 
 
 # The paper's recipe: SGD with high momentum on one large tile per batch, He init and dropout
@@ -350,77 +393,3 @@ PRESETS: dict[str, dict[str, Any]] = {
         class_weights="balanced", elastic=True, elastic_grid=3, elastic_sigma=10.0, zoom=0.0,
     ),
 }
-
-
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a JSON or YAML file of TrainConfig keys; unknown keys raise an error naming them."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ValueError(
-                f"{path} is YAML, which needs PyYAML: pip install pyyaml (or use a .json file)"
-            ) from None
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    else:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config file {path} is not valid JSON: {exc}") from None
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ValueError(f"config file {path} must hold a mapping of keys to values")
-    values = {str(k).replace("-", "_"): v for k, v in values.items()}
-    check_keys(values, f"config file {path}")
-    return values
-
-
-def resolve_config(
-    given: Mapping[str, Any],
-    preset: str | None = None,
-    config_file: str | os.PathLike | None = None,
-    no_weight_map: bool = False,
-    no_augment: bool = False,
-    validate: bool = True,
-) -> TrainConfig:
-    """The settings of a new run: defaults < ``preset`` < ``config_file`` < ``given``.
-
-    Args:
-        given: TrainConfig keys set explicitly (on the command line, say).
-        preset: a key of ``PRESETS``.
-        config_file: a JSON or YAML file of TrainConfig keys.
-        no_weight_map: plain cross-entropy (w0 = 0, no class weights).
-        no_augment: every augmentation off.
-        validate: check the values (off when a model to fine-tune fixes some of them first).
-
-    Raises:
-        ValueError: an unknown key, a contradiction, or a value out of range.
-    """
-    contradicting = sorted(set(given) & set(Augmentation.fields()))
-    if no_augment and contradicting:
-        raise ValueError("--no-augment contradicts "
-                         + ", ".join("--" + g.replace("_", "-") for g in contradicting))
-    if no_weight_map and set(given) & {"w0", "class_weights"}:
-        raise ValueError("--no-weight-map contradicts --w0/--class-weights")
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    values = dict(PRESETS[preset]) if preset else {}
-    if config_file:
-        values.update(load_config_file(config_file))
-    values.update(given)
-    if values.get("init") and "lr" not in values:  # fine-tuning: a lower rate unless chosen
-        values["lr"] = FINETUNE_LR
-    if no_weight_map:
-        values.update(w0=0.0, class_weights=None)
-    if no_augment:
-        values.update(Augmentation.off().to_dict())
-    config = TrainConfig.from_dict(values)
-    return config.validate() if validate else config

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._compat import tf
 from . import augment
-from .config import Augmentation
+from .config import AUTO_VAL_FRACTION, AUTO_VAL_MIN_IMAGES, Augmentation
 from .demo import demo_data
 from .geometry import Geometry
 
@@ -38,6 +38,7 @@ __all__ = [
     "validation_dataset",
     "validation_tiles",
     "split_validation",
+    "validation_rule",
     "crop_to_output",
 ]
 
@@ -79,7 +80,11 @@ class TrainingSet:
             percentile of the training objects' areas; 0 when unknown).
         border_width: the separating border width the labels were made with, px per object (0
             when no objects were separated: binary and class masks).
-        stats: ``(offset, divisor)`` per image (:meth:`Normalizer.stats`), or None.
+        stats: per image, the ``(offset, divisor)`` its raw intensities were normalised with
+            (:meth:`keras_unet.preprocess.Normalizer.stats`), so colour augmentation can work on
+            raw intensities; None when unknown.
+        scale: the raw value of full intensity (255 for 8-bit images).
+        normalization: the normalisation mode (``"image"``, ``"fixed"``, ``"percentile"``).
     """
 
     images: Sequence[np.ndarray]
@@ -89,6 +94,8 @@ class TrainingSet:
     min_object_size: int = 0
     border_width: int = 0
     stats: Sequence[tuple[float, float]] | None = None
+    scale: float = 1.0
+    normalization: str = "image"
 
     def __post_init__(self) -> None:
         if not len(self.images):
@@ -250,6 +257,7 @@ def training_dataset(
     """
     out = geometry.check(tile_size, "tile size")
     aug = (augmentation or Augmentation.off()).validate()
+    augment.check_channels(aug, data.channels)
     m = geometry.margin
     reach = aug.reach(tile_size)
     pad = m + reach
@@ -292,6 +300,8 @@ def training_dataset(
         lab = tf.ensure_shape(lab, [tile_size, tile_size])
         wt = tf.ensure_shape(wt, [tile_size, tile_size])
         image, lab, wt = augment.flip(aug, s + [0, 3 << 40], image, lab, wt)
+        image = augment.colour(aug, s + [0, 5 << 40], image, offsets[idx], divisors[idx],
+                               data.scale, data.normalization)
         image = augment.grey(aug, s + [0, 4 << 40], image)
         return {
             "image": image,
@@ -388,3 +398,20 @@ def split_validation(
     n_val = min(max(1, int(round(n * fraction))), n - 1)
     order = np.random.default_rng(seed).permutation(n)
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def validation_rule(n_images: int, fraction: float | None) -> tuple[float, str]:
+    """The fraction of ``n_images`` to hold out for validation, and why, in words.
+
+    ``fraction`` None is the default rule: ``AUTO_VAL_FRACTION`` (at least one image) when there
+    are at least ``AUTO_VAL_MIN_IMAGES`` images, else none (the object settings are then
+    calibrated on the training images).
+    """
+    if fraction is not None:
+        return fraction, "--val-fraction" if fraction else ""
+    if n_images >= AUTO_VAL_MIN_IMAGES:
+        return AUTO_VAL_FRACTION, (f"the default: {AUTO_VAL_FRACTION:.0%}, at least 1, from "
+                                   f"{AUTO_VAL_MIN_IMAGES} images on; --val-fraction 0 for none")
+    return 0.0, (f"Only {n_images} image(s), so none is held out for validation (that needs at "
+                 f"least {AUTO_VAL_MIN_IMAGES}, or --val-images/--val-fraction): the object "
+                 "settings will be calibrated on the training images, which flatters them.")

@@ -12,6 +12,7 @@ instance output too (``rand_error_instances``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Iterable
 
 from ._compat import keras
@@ -31,7 +32,92 @@ from .predict import InstanceOptions, Predictor, validate_batch_tile
 from .pretrained import packaged_models, resolve_model
 from .targets import labels_from_mask
 
-__all__ = ["evaluate_files", "format_table", "calibrate_instances", "choose_instance_settings"]
+__all__ = ["evaluate_files", "format_table", "calibrate_instances", "choose_instance_settings",
+           "read_groups", "group_folders"]
+
+#: the instance scores reported per group
+GROUP_KEYS = ("ap50", "ap75", "map", "aji", "f1", "n_pred", "n_true", "merges", "splits")
+
+
+def read_groups(path: str | os.PathLike) -> dict[str, str]:
+    """``{file name: group}`` from a CSV of ``file name,group`` rows (a first row ``...,group``
+    is a header; blank lines are skipped). A file name may be given with or without its suffix.
+
+    Raises:
+        ValueError: naming the file and line of a row that is not two non-empty cells, or of a
+            file named twice.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"groups file {path} does not exist")
+    groups: dict[str, str] = {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        for line, row in enumerate(csv.reader(f), 1):
+            cells = [c.strip() for c in row]
+            if not any(cells):
+                continue
+            if len(cells) != 2 or not all(cells):
+                raise ValueError(f"{path}, line {line}: expected 'file name,group', got "
+                                 f"{','.join(row)!r}")
+            if line == 1 and cells[1].lower() == "group":
+                continue
+            if cells[0] in groups:
+                raise ValueError(f"{path}, line {line}: {cells[0]} is given a group twice")
+            groups[cells[0]] = cells[1]
+    if not groups:
+        raise ValueError(f"groups file {path} names no file")
+    return groups
+
+
+def group_folders(images: str | os.PathLike) -> list[str]:
+    """The sub-folders of ``images`` when it holds sub-folders and no image of its own (each
+    sub-folder is then a group), else []."""
+    from .images import IMAGE_SUFFIXES
+
+    folder = Path(images)
+    if not folder.is_dir():
+        return []
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+        return []
+    return sorted(p.name for p in entries if p.is_dir())
+
+
+def _load_grouped(images, masks, groups, axes: str | None = None
+                  ) -> tuple[list, list, list[str], list[str], list[str] | None]:
+    """Images, masks, names, the masks' files and each image's group (None without groups)."""
+    folders = group_folders(images) if groups is None else []
+    if folders:
+        xs, ys, names, mask_names, of = [], [], [], [], []
+        for group in folders:
+            if not (Path(masks) / group).is_dir():
+                raise ValueError(f"{images} has a sub-folder {group} (a group) but {masks} has "
+                                 f"not; give the masks the same sub-folders")
+            gx, gy, gn, gm = read_pairs(Path(images) / group, Path(masks) / group, axes)
+            xs += gx
+            ys += gy
+            names += [f"{group}/{n}" for n in gn]
+            mask_names += gm
+            of += [group] * len(gn)
+        return xs, ys, names, mask_names, of
+    xs, ys, names, mask_names = read_pairs(images, masks, axes)
+    if groups is None:
+        return xs, ys, names, mask_names, None
+    table = read_groups(groups) if isinstance(groups, (str, os.PathLike)) else dict(groups)
+    of, used = [], set()
+    for name in names:
+        key = name if name in table else Path(name).stem
+        if key not in table:
+            raise ValueError(f"{groups} gives no group for {name}; add a line '{name},GROUP'")
+        of.append(table[key])
+        used.add(key)
+    unknown = sorted(set(table) - used)
+    if unknown:
+        raise ValueError(f"{groups} names {unknown[0]}, which is not among the images in "
+                         f"{images}")
+    return xs, ys, names, mask_names, of
 
 
 def evaluate_files(
@@ -45,23 +131,32 @@ def evaluate_files(
     progress: Callable[[Iterable], Iterable] | None = None,
     instances: InstanceOptions | dict | None = None,
     axes: str | None = None,
+    groups: str | os.PathLike | dict | None = None,
 ) -> dict:
-    """Score a model on labelled images, read as ``fit`` reads them (the one reader, ``axes``
-    for TIFF images, and fit's mask rules: a mask whose values are no labels is refused, naming
-    its file).
+    """Score a model on labelled images, overall and per group of images, read as ``fit`` reads
+    them (the one reader, ``axes`` for TIFF images, and fit's mask rules: a mask whose values
+    are no labels is refused, naming its file).
+
+    Args:
+        groups: a CSV of ``file name,group`` rows (:func:`read_groups`) or a ``{file name:
+            group}`` mapping. Without it, an ``images`` folder that holds sub-folders and no
+            image of its own is read sub-folder by sub-folder (``masks`` the same), each a group
+            (:func:`group_folders`).
 
     Returns:
         ``{"images": [{"image": name, metric: value, ...}, ...], "mean": {...},
         "instances": {"ap50", ..., "ap95", "map", "f1", "n_pred", "n_true", "merges",
-        "splits"}}``: pixel metrics averaged over images; instance metrics from the counts summed
-        over all images (two-class models only).
+        "splits", "aji"}}``: pixel metrics averaged over images; instance metrics from the counts
+        summed over all images, the AJI averaged over them (two-class models only). With groups,
+        also ``"groups": {group: {"images": count, "ap50", "ap75", "map", "aji", "f1", "n_pred",
+        "n_true", "merges", "splits"}}`` and each image's ``"group"``.
     """
     validate_batch_tile(batch_size, tile_size)
     axes = check_axes(axes)
     if not isinstance(model, keras.Model) and not resolve_model(model).exists():
         raise FileNotFoundError(f"model {model} does not exist (nor is it a packaged model: "
                                 f"{', '.join(packaged_models()) or 'none installed'})")
-    xs, ys, names, mask_names = read_pairs(images, masks, axes)
+    xs, ys, names, mask_names, of = _load_grouped(images, masks, groups, axes)
     predictor = Predictor(model, tile_size, batch_size, tta)
     two_classes = predictor.n_classes == 2
     settings = InstanceOptions.of(instances).resolve(predictor.instance_settings)
@@ -78,7 +173,7 @@ def evaluate_files(
             found = label_instances(probs, **settings)
             counts.append(instance_counts(found, objects))
             scores = instance_scores(counts[-1:])
-            row.update(ap50=scores["ap50"], map=scores["map"], f1=scores["f1"],
+            row.update(ap50=scores["ap50"], map=scores["map"], aji=scores["aji"], f1=scores["f1"],
                        n_pred=scores["n_pred"], n_true=scores["n_true"],
                        merges=scores["merges"], splits=scores["splits"],
                        rand_error_instances=rand_error_instances(found, objects))
@@ -89,6 +184,17 @@ def evaluate_files(
         result["mean"]["rand_error_instances"] = summarize(
             [{"r": r["rand_error_instances"]} for r in rows])["r"]
         result["instances"] = instance_scores(counts, TAUS)
+    if of is not None:
+        for row, group in zip(rows, of):
+            row["group"] = group
+        result["groups"] = {}
+        for group in sorted(set(of)):
+            picked = [i for i, g in enumerate(of) if g == group]
+            entry: dict = {"images": len(picked)}
+            if two_classes:
+                scores = instance_scores([counts[i] for i in picked], TAUS)
+                entry.update({k: scores[k] for k in GROUP_KEYS})
+            result["groups"][group] = entry
     return result
 
 
@@ -107,8 +213,16 @@ def format_table(result: dict) -> str:
     if inst:
         s = result["instances"]
         lines.append(f"instances, all images: AP50 {s['ap50']:.3f}, AP75 {s['ap75']:.3f}, "
-                     f"mAP {s['map']:.3f}, F1 {s['f1']:.3f}; {s['n_pred']} objects found, "
-                     f"{s['n_true']} true; {s['merges']} merges, {s['splits']} splits")
+                     f"mAP {s['map']:.3f}, AJI {s['aji']:.3f}, F1 {s['f1']:.3f}; {s['n_pred']} "
+                     f"objects found, {s['n_true']} true; {s['merges']} merges, {s['splits']} "
+                     "splits")
+    for group, g in result.get("groups", {}).items():
+        if "ap50" in g:
+            lines.append(f"group {group} ({g['images']} images): AP50 {g['ap50']:.3f}, mAP "
+                         f"{g['map']:.3f}, AJI {g['aji']:.3f}; {g['n_pred']} objects found, "
+                         f"{g['n_true']} true; {g['merges']} merges")
+        else:
+            lines.append(f"group {group}: {g['images']} images")
     return "\n".join(lines)
 
 
@@ -159,7 +273,7 @@ def choose_instance_settings(probs: list, instances: list, border_width: int,
             ties go to the first tried (no split, the lower threshold, the smaller size).
 
     Returns:
-        ``{"threshold", "split_depth", "min_size", "ap50", "map", "rand_error"}``: the scores
+        ``{"threshold", "split_depth", "min_size", "ap50", "map", "aji", "rand_error"}``: the scores
         at the chosen settings; the Rand error is ``None`` unless ``metric`` is ``"rand"``.
     """
     if metric not in CALIBRATION_METRICS:
@@ -180,12 +294,13 @@ def choose_instance_settings(probs: list, instances: list, border_width: int,
                                          for lab, t in zip(labels, instances)])
                 error = (sum(rand_error_instances(lab, t) for lab, t in zip(labels, instances))
                          / len(labels)) if rand else None
-                scores[split_depth, threshold, size] = (found["ap50"], found["map"], error)
+                scores[split_depth, threshold, size] = (found["ap50"], found["map"], error,
+                                                        found["aji"])
     best = None
     for split_depth in SPLIT_DEPTHS:
         for threshold in THRESHOLDS:
             for size in sizes:
-                ap50, map_, error = scores[split_depth, threshold, size]
+                ap50, map_, error, aji = scores[split_depth, threshold, size]
                 if rand:
                     worst = max(scores[split_depth, round(threshold + d, 2), size][2]
                                 for d in (-step, 0.0, step))
@@ -195,5 +310,5 @@ def choose_instance_settings(probs: list, instances: list, border_width: int,
                 if best is None or key > best[0]:
                     best = (key, {"threshold": threshold, "split_depth": split_depth,
                                   "min_size": size, "ap50": ap50, "map": map_,
-                                  "rand_error": error})
+                                  "aji": aji, "rand_error": error})
     return best[1]

@@ -86,7 +86,8 @@ def split_at_necks(labels: np.ndarray, depth: float) -> np.ndarray:
 
     Returns:
         ``(H, W)`` int64 labels (not sequential); every input object keeps at least one id, and no
-        output object spans two input objects.
+        output object spans two input objects. An object's cuts depend on its own pixels and on
+        the distances within ``4 * SPLIT_SMOOTHING`` px of it (the smoothing), nothing farther.
     """
     labels = np.asarray(labels)
     if depth < 0:
@@ -95,13 +96,18 @@ def split_at_necks(labels: np.ndarray, depth: float) -> np.ndarray:
         return labels
     mask = labels > 0
     distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), SPLIT_SMOOTHING)
-    markers, n = ndi.label(h_maxima(distance, depth).astype(bool) & mask, FOUR)
+    # Each object's necks are its own: with the background below every object's search depth
+    # and the objects' own 4-connectivity, no h-maximum depends on a neighbouring object, so
+    # an image cut into blocks (keras_unet.large) gets the same cuts as the whole.
+    floor = np.where(mask, distance, -(float(depth) + 1.0))
+    markers, n = ndi.label(h_maxima(floor, depth, footprint=FOUR).astype(bool) & mask, FOUR)
     parts = watershed(-distance, markers, mask=mask, connectivity=1).astype(np.int64)
     # an object without a marker of its own keeps its whole area under one new id
     parts = np.where(mask & (parts == 0), n + 1, parts)
     # pieces are (object, part) pairs: a flood never joins two objects
     _, pieces = np.unique(labels.astype(np.int64) * (n + 2) + parts, return_inverse=True)
-    return np.where(mask, pieces.reshape(labels.shape), 0)
+    # + 1: with no background pixel the first piece would otherwise take id 0
+    return np.where(mask, pieces.reshape(labels.shape) + 1, 0)
 
 
 def label_instances(

@@ -17,8 +17,12 @@ memory depends on the image *width* and the strip height only.
 * **Instances** are labelled per strip (threshold, 4-connected components) and joined along the
   strip seams with a union-find, so an object cut by a seam keeps one id; small objects are removed
   by their whole size. A second pass over the provisional labels (a temporary zarr store beside the
-  output) fills holes and gives back the separating borders, with a halo of rows around each strip.
-  Holes that cross a seam are not filled, and ``watershed`` splitting is not available here.
+  output) finishes the object step in windows of rows: each window is widened to hold every
+  object near its rows whole, plus a halo of context, and there holes are filled, objects cut at
+  necks (``split_depth``) and the separating borders given back. So the objects, and their ids
+  (1..N in raster order), are those of :func:`keras_unet.instances.label_instances` on the
+  whole image; a window is as tall as its tallest object. Holes bounded by objects that lie
+  far from a window are not filled, and ``watershed`` splitting is not available here.
 * **Throughput.** A reader thread prefetches the next strip and writer threads store the finished
   ones while the network works on the current one.
 """
@@ -39,7 +43,7 @@ from scipy import ndimage as ndi
 
 from ._compat import keras
 from .files import check_writable
-from .instances import fill_object_holes, grow_into_gaps, label_dtype
+from .instances import fill_object_holes, grow_into_gaps, label_dtype, split_at_necks
 from .lazyio import (  # noqa: F401  (open_source and image_pixels re-exported)
     BLOCKWISE_PIXELS,
     TIFF_TILE,
@@ -122,8 +126,8 @@ def predict_large(
             default tile).
         batch_size: tiles per forward pass, as :func:`keras_unet.tiling.predict_tiled`.
         instances: keyword arguments of :func:`keras_unet.instances.label_instances`
-            (``threshold``, ``min_size``, ``border_width``), or None for no instances.
-            ``split_depth`` is not applied: cutting objects at necks needs each object whole.
+            (``threshold``, ``min_size``, ``border_width``, ``split_depth``), or None for no
+            instances.
         probabilities: also write the object probability (``NAME_probabilities.tif``).
         strip_pixels: output pixels per strip, at least one row of tiles (memory: about 10 bytes
             each, plus the model's and one batch of tiles).
@@ -257,7 +261,14 @@ def _predict_strip(model, raw: np.ndarray, normalize: Callable, tile: int, strid
 
 
 class _StripLabeller:
-    """Connected components strip by strip, joined along the seams (see the module docs)."""
+    """Connected components strip by strip, joined along the seams, then the rest of the object
+    step in windows of rows (see the module docs)."""
+
+    #: px of context beyond the objects a window finishes: the neck cut reads the distances
+    #: within 4 * SPLIT_SMOOTHING px of an object, and those depend on pixels a few px farther
+    HALO = 32
+    #: piece ids of a cut object: object id * PIECES + its piece's rank
+    PIECES = 1 << 20
 
     def __init__(self, path: Path, shape: tuple[int, int], settings: dict):
         import zarr
@@ -266,13 +277,18 @@ class _StripLabeller:
         self.min_size = int(settings.get("min_size", 0))
         self.border = int(settings.get("border_width", 0))
         self.fill = settings.get("fill_holes", True)
+        self.depth = float(settings.get("split_depth", 0.0) or 0.0)
         self.store = zarr.open(str(path), mode="w", shape=shape, dtype=np.uint32,
                                chunks=(TIFF_TILE, TIFF_TILE))
         self.count, self.sizes, self.pairs, self.last_row = 0, [np.zeros(1, np.int64)], [], None
+        self.tops, self.bottoms = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
 
     def add(self, y0: int, fg: np.ndarray) -> None:
         """Label the object mask ``fg`` (bool rows from ``y0`` on)."""
         labels, n = ndi.label(fg, ndi.generate_binary_structure(2, 1))
+        rows = [(sl[0].start, sl[0].stop - 1) for sl in ndi.find_objects(labels)] or [(0, 0)]
+        self.tops.append(y0 + np.array([r[0] for r in rows], np.int64)[:n])
+        self.bottoms.append(y0 + np.array([r[1] for r in rows], np.int64)[:n])
         labels = np.where(labels > 0, labels + self.count, 0).astype(np.uint32)
         if self.last_row is not None:
             both = (self.last_row > 0) & (labels[0] > 0)
@@ -283,7 +299,12 @@ class _StripLabeller:
         self.store[y0:y0 + len(labels)] = labels
 
     def finish(self, path: Path, kind: str) -> int:
-        """Join, drop small objects, fill holes, grow into gaps; write ``path``. The count."""
+        """Join, drop small objects, fill holes, cut at necks, grow into gaps; write ``path``.
+        The number of objects.
+
+        The ids are those :func:`keras_unet.instances.label_instances` gives the whole image:
+        1..N in raster order of first appearance."""
+        import zarr
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
@@ -300,17 +321,71 @@ class _StripLabeller:
         final = np.zeros(component.max() + 1, np.int64)
         final[kept[np.argsort(first[kept])]] = np.arange(1, len(kept) + 1)
         lut = final[component]
-        dtype = label_dtype(len(kept))
-        writer = StripWriter(path, self.shape, dtype, kind)
-        h, halo, step = self.shape[0], 2 * self.border + 2, 4 * TIFF_TILE
+        # each object's first and last row, to finish it in a window that holds all of it
+        top, bottom = np.full(len(kept) + 1, self.shape[0], np.int64), np.full(len(kept) + 1, -1)
+        np.minimum.at(top, lut, np.concatenate(self.tops))
+        np.maximum.at(bottom, lut, np.concatenate(self.bottoms))
+        pieces_path = self.path.with_name(self.path.name + ".pieces")
+        pieces = zarr.open(str(pieces_path), mode="w", shape=self.shape, dtype=np.uint64,
+                           chunks=(TIFF_TILE, TIFF_TILE))
+        h, step, reach = self.shape[0], 4 * TIFF_TILE, 2 * self.border + 2
+        order: list[np.ndarray] = []  # piece ids in raster order of first appearance
+        seen = np.zeros(0, np.uint64)
         try:
             for y0 in range(0, h, step):
-                a, b = max(0, y0 - halo), min(h, y0 + step + halo)
-                window = lut[np.asarray(self.store[a:b])]
-                if self.fill:
-                    window = fill_object_holes(window)
-                window = grow_into_gaps(window, self.border)
-                writer.put(y0, window[y0 - a:y0 - a + min(step, h - y0)].astype(dtype))
+                y1 = min(h, y0 + step)
+                a, b = max(0, y0 - reach), min(h, y1 + reach)
+                if self.depth > 0:  # widen the window to the whole objects near the core
+                    near = (top[1:] < b) & (bottom[1:] >= a)
+                    if near.any():
+                        a, b = min(a, int(top[1:][near].min())), max(b, int(bottom[1:][near].max()) + 1)
+                    a, b = max(0, a - self.HALO), min(h, b + self.HALO)
+                window = self._finish_window(lut[np.asarray(self.store[a:b])])
+                core = window[y0 - a:y1 - a]
+                pieces[y0:y1] = core
+                ids, at = np.unique(core.ravel(), return_index=True)
+                new = ~np.isin(ids, seen) & (ids > 0)
+                fresh = ids[new][np.argsort(at[new])]
+                order.append(fresh)
+                seen = np.union1d(seen, fresh)
+            order_all = np.concatenate(order) if order else np.zeros(0, np.uint64)
+            keys = np.argsort(order_all)
+            sorted_ids = order_all[keys]
+            number = (keys + 1).astype(np.int64)  # the sequential id of each sorted piece id
+            dtype = label_dtype(len(order_all))
+            writer = StripWriter(path, self.shape, dtype, kind)
+            try:
+                for y0 in range(0, h, step):
+                    block = np.asarray(pieces[y0:y0 + step]).astype(np.uint64)
+                    where = np.searchsorted(sorted_ids, block)
+                    out = np.where(block > 0, number[np.minimum(where, max(len(number) - 1, 0))]
+                                   if len(number) else 0, 0)
+                    writer.put(y0, out.astype(dtype))
+            finally:
+                writer.close()
         finally:
-            writer.close()
-        return len(kept)
+            shutil.rmtree(pieces_path, ignore_errors=True)
+        return len(order_all)
+
+    def _finish_window(self, window: np.ndarray) -> np.ndarray:
+        """Holes, necks and gaps of a window of rows of object ids: piece ids (uint64) that name
+        the object and the piece's rank in it, so that any window holding the whole object
+        names its pieces alike."""
+        if self.fill:
+            window = fill_object_holes(window)
+        window = window.astype(np.uint64)
+        if self.depth > 0 and window.any():
+            cut = split_at_necks(window, self.depth)
+            ids, at = np.unique(cut.ravel(), return_index=True)
+            owner = window.ravel()[at]
+            ranked = np.lexsort((at, owner))  # by object, then raster order in it
+            rank = np.zeros(len(ids), np.uint64)
+            counts = np.bincount(owner[ranked].astype(np.int64))
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            rank[ranked] = (np.arange(len(ids)) - starts[owner[ranked].astype(np.int64)]
+                            ).astype(np.uint64)
+            code = np.where(owner > 0, owner * np.uint64(self.PIECES) + rank, 0).astype(np.uint64)
+            window = code[np.searchsorted(ids, cut)]
+        else:
+            window = window * np.uint64(self.PIECES)
+        return grow_into_gaps(window, self.border)

@@ -25,6 +25,14 @@ DSB 2018 / StarDist convention:
 * a **merge** is a predicted object covering more than half of two or more true objects; a
   **split** is a true object holding more than half of two or more predicted objects.
 
+**AJI**, the aggregated Jaccard index (Kumar et al., IEEE TMI 2017, the MoNuSeg challenge's
+metric): each true object ``G`` is paired with the predicted object ``S`` of the highest IoU
+among those that overlap it (ties: the lowest id); ``AJI = sum |G n S| / (sum |G u S| + the areas
+of the true objects overlapped by no prediction + the areas of the predicted objects paired with
+no true object)``. A predicted object may be paired with several true ones (as in the challenge's
+code and HoVer-Net's ``get_fast_aji``). Over several images, the AJI of each image is averaged
+(the challenge's convention); an image with neither true nor predicted objects scores 1.
+
 The ISBI warping error (topology-preserving warping) is not implemented.
 """
 
@@ -36,7 +44,7 @@ from .weights import instances_from_mask
 
 __all__ = ["pixel_error", "iou", "dice", "rand_error", "segmentation_metrics", "summarize",
            "TAUS", "instance_counts", "instance_scores", "instance_metrics",
-           "rand_error_instances"]
+           "rand_error_instances", "aji"]
 
 TAUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 
@@ -139,12 +147,31 @@ def instance_counts(pred: np.ndarray, truth: np.ndarray, taus=TAUS) -> dict[str,
     covers_p = inter > 0.5 * area_p[pi]  # pairs where the truth holds most of the prediction
     merges = int(np.sum(np.bincount(pi[covers_t], minlength=n_pred + 1) >= 2))
     splits = int(np.sum(np.bincount(ti[covers_p], minlength=n_true + 1) >= 2))
-    return {"tp": tp, "n_pred": n_pred, "n_true": n_true, "merges": merges, "splits": splits}
+    aji_inter, aji_union = _aji_sums(ti, pi, inter, iou_pairs, area_t, area_p)
+    return {"tp": tp, "n_pred": n_pred, "n_true": n_true, "merges": merges, "splits": splits,
+            "aji_inter": aji_inter, "aji_union": aji_union}
+
+
+def _aji_sums(ti, pi, inter, iou_pairs, area_t, area_p) -> tuple[int, int]:
+    """The AJI's numerator and denominator (see the module docs) from the overlapping pairs:
+    true ids ``ti``, predicted ids ``pi`` (sequential, 0 = background), their intersections and
+    IoUs, and the objects' areas (index 0: background)."""
+    order = np.lexsort((pi, -iou_pairs, ti))  # by true id, then best IoU, then lowest pred id
+    first = order[np.r_[True, ti[order][1:] != ti[order][:-1]]] if order.size else order
+    t_best, p_best = ti[first], pi[first]
+    inter_sum = int(inter[first].sum())
+    union_sum = int((area_t[t_best] + area_p[p_best] - inter[first]).sum())
+    unpaired_true = np.ones(area_t.size, bool)
+    unpaired_true[0], unpaired_true[t_best] = False, False
+    unpaired_pred = np.ones(area_p.size, bool)
+    unpaired_pred[0], unpaired_pred[p_best] = False, False
+    union_sum += int(area_t[unpaired_true].sum() + area_p[unpaired_pred].sum())
+    return inter_sum, union_sum
 
 
 def instance_scores(counts: list[dict], taus=TAUS) -> dict[str, float]:
     """AP per tau, mAP, F1 at 0.5 and the summed counts, from :func:`instance_counts` of one or
-    more images (counts summed first)."""
+    more images (counts summed first); ``aji``: the mean of the images' AJI."""
     n_pred = sum(c["n_pred"] for c in counts)
     n_true = sum(c["n_true"] for c in counts)
     tps = np.sum([c["tp"] for c in counts], axis=0) if counts else np.zeros(len(taus))
@@ -155,9 +182,23 @@ def instance_scores(counts: list[dict], taus=TAUS) -> dict[str, float]:
     out["map"] = float(np.mean([out[f"ap{round(t * 100):02d}"] for t in taus]))
     tp50 = float(tps[0]) if len(tps) else 0.0
     out["f1"] = float(2 * tp50 / (n_pred + n_true)) if n_pred + n_true else 1.0
+    out["aji"] = (float(np.mean([c["aji_inter"] / c["aji_union"] if c["aji_union"] else 1.0
+                                 for c in counts])) if counts else 1.0)
     out.update(n_pred=n_pred, n_true=n_true, merges=sum(c["merges"] for c in counts),
                splits=sum(c["splits"] for c in counts))
     return out
+
+
+def aji(pred: np.ndarray, truth: np.ndarray) -> float:
+    """The aggregated Jaccard index of one image's instance labels (see the module docs).
+
+    Args:
+        pred, truth: ``(H, W)`` integer labels, 0 = background, any ids.
+
+    Returns:
+        AJI in [0, 1]; 1.0 when both hold no object.
+    """
+    return instance_scores([instance_counts(pred, truth)])["aji"]
 
 
 def instance_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

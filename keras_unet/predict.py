@@ -295,9 +295,6 @@ def predict_files(
                                     f"({done.shape[0] * done.shape[1] / 1e6:.1f} megapixels) "
                                     f"predicted block-wise ({reason or 'asked for'}), "
                                     f"{done.megapixels_per_second:.1f} megapixels/s")
-            if settings and float(settings["split_depth"]) > 0:
-                out.report.notes.append(f"{path.name}: objects are not cut at necks block-wise "
-                                        "(--split-depth applies to whole images only)")
             return
         pages = read_pages(path, axes=axes)
         probs = [predictor(page, name) for page, name in zip(pages, page_names(path, len(pages)))]

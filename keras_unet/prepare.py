@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -30,11 +29,11 @@ from .cache import (
 )
 from .console import no_bar
 from .config import TrainConfig
-from .data import TrainingSet, demo_data, split_validation
+from .data import TrainingSet, demo_data, split_validation, validation_rule
 from .images import read_pairs
 from .preprocess import Normalizer, dtype_scale
 from .targets import labels_from_mask, mask_kind
-from .weights import _threads, unet_weight_map
+from .weights import _threads, ordered_map, unet_weight_map
 
 __all__ = ["prepare_training_set", "load_training_data", "prepare_items", "prepare_one",
            "Prepared", "held", "held_bytes", "MIN_IMAGE_SIZE"]
@@ -155,22 +154,6 @@ def _init_hint(channels: int | None) -> Iterator[None]:
                          "them (grey for 1 channel), or train a new model") from None
 
 
-def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
-    """``map(fn, items)`` on a pool of ``workers`` threads, results in order, with at most
-    ``2 * workers`` items in flight (so memory holds a few images, not all of them)."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def prepare_items(items: Iterable[tuple[np.ndarray, np.ndarray, str, str]], config: TrainConfig,
                   normalizer: Normalizer, keep_instances: bool = False,
                   progress: Callable[[int], None] | None = None,
@@ -262,11 +245,12 @@ def prepare_training_set(
     with _init_hint(channels):
         return collect(prepare_items(zip(images, masks, names, mask_names), config, normalizer,
                                      keep_instances, progress, masks_option=masks_option),
-                       config, keep_instances)
+                       normalizer, config, keep_instances)
 
 
-def collect(items: Iterable[Prepared], config: TrainConfig, keep_instances: bool) -> TrainingSet:
-    """A :class:`TrainingSet` in memory from prepared images."""
+def collect(items: Iterable[Prepared], normalizer: Normalizer, config: TrainConfig,
+            keep_instances: bool) -> TrainingSet:
+    """A :class:`TrainingSet` in memory from prepared images (normalised by ``normalizer``)."""
     summary = Summary(config)
     xs, stats, ys, ws, objects = [], [], [], [], []
     for item in map(summary.add, items):
@@ -277,7 +261,7 @@ def collect(items: Iterable[Prepared], config: TrainConfig, keep_instances: bool
         objects.append(item.instances)
     summary.check()
     return TrainingSet(xs, ys, ws, objects if keep_instances else None, summary.min_object_size,
-                       summary.border_width, stats)
+                       summary.border_width, stats, normalizer.scale, normalizer.mode)
 
 
 def _drain(xs: list, ys: list, names: list, mask_names: list
@@ -349,13 +333,18 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
         val = read_pairs(config.val_images, config.val_masks, config.axes,
                          ("--val-images", "--val-masks"))
         say(f"Read {len(val[0])} validation pairs from {config.val_images}.")
-    elif config.val_fraction:
-        keep, held = split_validation(len(xs), config.val_fraction, config.seed)
-        val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held],
-               [mask_names[i] for i in held])
-        xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
-        mask_names = [mask_names[i] for i in keep]
-        say(f"Holding out {len(held)} image(s) for validation: {', '.join(val[2])}.")
+    elif config.images is not None:
+        fraction, why = validation_rule(len(xs), config.val_fraction)
+        if fraction:
+            keep, held = split_validation(len(xs), fraction, config.seed)
+            val = ([xs[i] for i in held], [ys[i] for i in held], [names[i] for i in held],
+                   [mask_names[i] for i in held])
+            xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
+            mask_names = [mask_names[i] for i in keep]
+            say(f"Holding out {len(held)} of {len(keep) + len(held)} images for validation and "
+                f"calibration ({why}): {', '.join(val[2])}.")
+        elif why:
+            say(why)
     for x, name in zip(xs + (list(val[0]) if val else []), names + (list(val[2]) if val else [])):
         if min(x.shape[:2]) < MIN_IMAGE_SIZE:
             raise ValueError(f"{name} is {x.shape[1]}x{x.shape[0]} px; training images must be at "
@@ -378,19 +367,21 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     del xs, ys, names, mask_names, val
     val_option = "--val-masks" if config.val_images else "--masks"
     options = {"train": "--masks", "val": val_option}
+    # with no validation images the object settings are calibrated on the training images
+    keep = {"train": "val" not in sets and config.calibrate == "auto", "val": True}
     normalizers = {k: normalizer_for(v[0], config, v[2], record=k == "train",
                                      channels=channels)
                    for k, v in sets.items()}
-    need = sum(held_bytes(v[0], normalizers[k], k == "val") for k, v in sets.items())
+    need = sum(held_bytes(v[0], normalizers[k], keep[k]) for k, v in sets.items())
     budget = check_data_memory(default_data_memory() if data_memory is None else data_memory)
     n = sum(len(v[0]) for v in sets.values())
     if need <= budget * 1e9:
         say(f"Data: {gb(need)} prepared, held in memory (--data-memory {budget:g} GB).")
         with (progressbar or no_bar)(length=n, label="Computing weight maps") as bar, \
                 _init_hint(channels):
-            out = {k: collect(prepare_items(_drain(*v), config, normalizers[k], k == "val",
+            out = {k: collect(prepare_items(_drain(*v), config, normalizers[k], keep[k],
                                             bar.update, masks_option=options[k]),
-                              config, k == "val")
+                              normalizers[k], config, keep[k])
                    for k, v in sets.items()}
         return out["train"], out.get("val")
     root = check_cache_dir(default_cache_dir() if cache_dir is None else cache_dir)
@@ -408,15 +399,17 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
                     _init_hint(channels):
                 for k, v in sets.items():
                     summary = Summary(config)
-                    for item in prepare_items(_drain(*v), config, normalizers[k], k == "val",
+                    for item in prepare_items(_drain(*v), config, normalizers[k], keep[k],
                                               bar.update, masks_option=options[k]):
                         writer.add(k, summary.add(item))
                     summary.check()
-                    writer.finish_set(k, summary.min_object_size, summary.border_width, k == "val")
+                    writer.finish_set(k, summary.min_object_size, summary.border_width, keep[k])
                 writer.commit()
             cached = open_cache(root / key)
         else:
             say(f"Data: {gb(need)} prepared, more than --data-memory {budget:g} GB: reading "
                 f"them from the disk cache {root / key} (made earlier from the same images, "
                 "masks and settings).")
+    for k, data in cached.items():  # how the cached images are normalised
+        data.scale, data.normalization = normalizers[k].scale, normalizers[k].mode
     return cached["train"], cached.get("val")

@@ -30,7 +30,8 @@ from typing import Any, Mapping
 
 from dataclasses import dataclass
 
-from .config import ADDED_SETTINGS, PRESETS, TrainConfig, load_config_file, resolve_config
+from .config import ADDED_SETTINGS, PRESETS, TrainConfig
+from .settings import load_config_file, resolve_config
 from .files import atomic_path, check_writable
 
 __all__ = ["RunPlan", "plan_run", "worker_info", "own_run_dir", "default_run_dir", "claim_run_dir", "holds_run",
@@ -185,7 +186,7 @@ def plan_run(
     Args:
         given: TrainConfig keys set explicitly (the options given on the command line).
         preset, config_file, no_weight_map, no_augment: see
-            :func:`keras_unet.config.resolve_config`.
+            :func:`keras_unet.settings.resolve_config`.
         resume: a run directory to continue; only ``epochs`` may then be given.
         output: the new run's directory (default :func:`default_run_dir`).
         overwrite: replace a run already in ``output``.

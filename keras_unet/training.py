@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
+#: at most this many training images are used to calibrate the object settings on
+CALIBRATION_IMAGES = 10
 
 
 @dataclass
@@ -93,7 +95,10 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
     switches = [n for n, on in (("elastic", aug.elastic), ("flips", aug.flips),
                                 ("rotation", aug.rotation > 0), ("shift", aug.shift > 0),
                                 ("zoom", aug.zoom > 0),
-                                ("grey values", aug.brightness > 0 or aug.contrast > 0)) if on]
+                                ("grey values", aug.brightness > 0 or aug.contrast > 0),
+                                ("HED stains", aug.hed_jitter > 0), ("inversion", aug.invert > 0),
+                                ("channel shuffle", aug.channel_shuffle),
+                                ("greyscale", aug.greyscale > 0)) if on]
     say(f"Training a depth-{config.depth} U-Net with {config.filters} base filters on "
         f"{config.tile_size}px tiles (output {config.geometry.output_size(config.tile_size)}px), "
         f"batch {config.batch_size}, {config.epochs} epochs x {config.steps_per_epoch} steps; "
@@ -273,35 +278,57 @@ def train(
     if cbs[0].where is not None:
         raise _diverged(cbs[0], run_dir, created and not resume)
     return _finish(config, run_dir, unet, to_float32, history, initial_epoch, chief, val_data,
-                   say)
+                   say, data)
 
 
-def _calibrate(config: TrainConfig, unet, val_data: TrainingSet | None, say: Log) -> None:
+def _calibrate(config: TrainConfig, unet, val_data: TrainingSet | None, say: Log,
+               train_data: TrainingSet | None = None) -> None:
     """Store the decision threshold, neck depth and smallest object size that suit the
     validation images best (for ``config.calibrate_metric``, with ``config.calibrate_tta``) in
-    the model (two-class models with instance truth only)."""
-    if val_data is None or val_data.instances is None or int(unet.output_shape[-1]) != 2:
+    the model (two-class models with instance truth only). Without validation images and with
+    ``config.calibrate == "auto"``, the training images (their instances kept) stand in. Says
+    what it chose and on what, or why it kept the stated defaults."""
+    settings = instance_settings_of(unet)
+    kept = (f"Objects: kept the stated defaults (threshold {settings['threshold']:.2f}, neck "
+            f"depth {settings['split_depth']:g} px, smallest object {settings['min_size']} px)")
+    if int(unet.output_shape[-1]) != 2:
+        return
+    data, on = val_data, "validation"
+    if config.calibrate == "off":
+        say(f"{kept}: --calibrate off.")
+        return
+    if data is None and config.calibrate == "auto":
+        data, on = train_data, "training"
+    if data is None or data.instances is None:
+        why = ("the masks hold no objects to count" if data is not None else
+               "there are no validation images (--calibrate auto would use the training images)")
+        say(f"{kept}: {why}.")
         return
     from .evaluate import calibrate_instances
 
-    settings = instance_settings_of(unet)
-    best = calibrate_instances(unet, val_data.normalised, val_data.instances,
+    n = min(len(data.images), CALIBRATION_IMAGES) if on == "training" else len(data.images)
+    images = data.normalised[:n]  # bounds the time it takes on the training images
+    instances = [data.instances[i] for i in range(n)]
+    best = calibrate_instances(unet, images, instances,
                                settings["border_width"], settings["min_size"],
                                config.calibrate_metric, config.calibrate_tta)
     set_instance_settings(unet, threshold=best["threshold"], split_depth=best["split_depth"],
                           min_size=best["min_size"])
     rand = "" if best["rand_error"] is None else f"Rand error {best['rand_error']:.4f}, "
     tta = ", with --tta" if config.calibrate_tta else ""
+    flatters = (" (they are the images it learned from, so the scores flatter it)"
+                if on == "training" else "")
     say(f"Objects: threshold {best['threshold']:.2f}, neck depth {best['split_depth']:g} px and "
-        f"smallest object {best['min_size']} px suit the validation images best ({rand}AP50 "
-        f"{best['ap50']:.3f}, mAP {best['map']:.3f}{tta}); "
-        "stored in the model.")
+        f"smallest object {best['min_size']} px suit the {len(images)} {on} images best "
+        f"({rand}AP50 {best['ap50']:.3f}, mAP {best['map']:.3f}, AJI {best['aji']:.3f}{tta})"
+        f"{flatters}; stored in the model.")
 
 
 def _finish(config: TrainConfig, run_dir: Path, unet, to_float32, history, initial_epoch: int,
-            chief: bool, val_data: TrainingSet | None = None, say: Log = print) -> TrainResult:
+            chief: bool, val_data: TrainingSet | None = None, say: Log = print,
+            train_data: TrainingSet | None = None) -> TrainResult:
     """Calibrate the object settings, save the final model and the curves; the result."""
-    _calibrate(config, unet, val_data, say)
+    _calibrate(config, unet, val_data, say, train_data)
     final = to_float32(unet)
     model_path = save_model_atomic(final, run_dir / "model.keras")
     if chief:

@@ -31,7 +31,8 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping
+from collections import deque
+from typing import Callable, Iterable, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -314,3 +315,19 @@ def to_instances(mask: np.ndarray, mask_type: str = "auto") -> np.ndarray:
     if mask_type == "binary":
         return instances_from_mask(mask)
     return _check_instances(mask, "mask").astype(np.int32)
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """``map(fn, items)`` on a pool of ``workers`` threads, results in order, with at most
+    ``2 * workers`` items in flight (so memory holds a few images, not all of them)."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

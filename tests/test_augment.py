@@ -261,3 +261,127 @@ def test_split_validation():
         split_validation(1, 0.5)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         split_validation(5, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Colour: stains, polarity, channels
+
+COLOUR_ONLY = dict(elastic=False, flips=False, rotation=0, shift=0, zoom=0, brightness=0,
+                   contrast=0)
+
+
+def he_like(rng, shape=(20, 24)):
+    """RGB colours in (0, 1] mixed from haematoxylin and eosin, as stained tissue is."""
+    from skimage.color import hed2rgb
+
+    hed = np.zeros(shape + (3,))
+    hed[..., 0] = rng.uniform(0.0, 0.15, shape)
+    hed[..., 1] = rng.uniform(0.0, 0.1, shape)
+    return np.clip(hed2rgb(hed), 1e-3, 1).astype(np.float32)
+
+
+def test_rgb_to_hed_is_skimage_rgb2hed(rng):
+    from skimage.color import hed2rgb, rgb2hed
+
+    rgb = he_like(rng)
+    ours = augment.rgb_to_hed(rgb).numpy()
+    assert ours.shape == rgb.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(np.maximum(ours, 0), rgb2hed(rgb), atol=2e-5)
+    np.testing.assert_allclose(augment.hed_to_rgb(ours).numpy(), rgb, atol=2e-5)
+    np.testing.assert_allclose(augment.hed_to_rgb(np.maximum(ours, 0)).numpy(),
+                               hed2rgb(rgb2hed(rgb)), atol=2e-5)
+
+
+def test_hed_jitter_scales_and_shifts_each_stain(rng):
+    from skimage.color import hed2rgb
+
+    rgb = he_like(rng)
+    scale, shift = np.float32([1.2, 0.9, 1.0]), np.float32([0.02, -0.01, 0.0])
+    ours = augment.hed_jitter(rgb, scale, shift).numpy()
+    hed = augment.rgb_to_hed(rgb).numpy()
+    np.testing.assert_allclose(ours, hed2rgb(hed * scale + shift), atol=2e-5)
+    np.testing.assert_allclose(augment.hed_jitter(rgb, np.ones(3, np.float32),
+                                                  np.zeros(3, np.float32)).numpy(), rgb,
+                               atol=2e-5)
+
+
+@pytest.mark.parametrize("mode", ["image", "fixed", "percentile"])
+def test_inversion_in_normalised_units(rng, mode):
+    from keras_unet.preprocess import Normalizer
+
+    raw = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    norm = Normalizer(mode, 255.0, 3)
+    aug = Augmentation(**COLOUR_ONLY, invert=1.0)
+    ours = augment.colour(aug, 3, tf.constant(norm(raw)), mode=mode).numpy()
+    assert ours.dtype == np.float32
+    if mode == "percentile":  # the 1st and 99.8th percentiles swap ends: 1 - x
+        np.testing.assert_allclose(ours, 1 - norm(raw), atol=1e-6)
+    else:  # exact: the inverted raw image, normalised
+        np.testing.assert_allclose(ours, norm(255 - raw), atol=1e-4)
+    kept = augment.colour(Augmentation(**COLOUR_ONLY, invert=0.0), 3, tf.constant(norm(raw)),
+                          mode=mode).numpy()
+    np.testing.assert_array_equal(kept, norm(raw))
+
+
+def test_channel_shuffle_and_greyscale(rng):
+    x = rng.normal(size=(12, 12, 3)).astype(np.float32)
+    shuffled = augment.colour(Augmentation(**COLOUR_ONLY, channel_shuffle=True), 5,
+                              tf.constant(x)).numpy()
+    assert shuffled.shape == x.shape
+    order = [int(np.argmin([np.abs(shuffled[..., i] - x[..., j]).max() for j in range(3)]))
+             for i in range(3)]
+    assert sorted(order) == [0, 1, 2]
+    np.testing.assert_array_equal(shuffled, x[..., order])
+    grey = augment.colour(Augmentation(**COLOUR_ONLY, greyscale=1.0), 5, tf.constant(x)).numpy()
+    np.testing.assert_allclose(grey, np.repeat(x.mean(-1, keepdims=True), 3, -1), atol=1e-6)
+    # per-image normalisation: the image's statistics move as the tile's did
+    grey = augment.colour(Augmentation(**COLOUR_ONLY, greyscale=1.0), 5, tf.constant(x),
+                          mode="image").numpy()
+    y = np.repeat(x.mean(-1, keepdims=True), 3, -1)
+    np.testing.assert_allclose(grey, (y - y.mean() + x.mean()) * x.std() / y.std(), atol=1e-4)
+    assert grey.std() == pytest.approx(x.std(), rel=1e-4)
+    assert np.ptp(grey, axis=-1).max() < 1e-5
+
+
+def test_stain_augmentation_in_the_tile_pipeline(rng):
+    """Tiles of an H&E-like image, normalised per image: with --hed-jitter they differ from the
+    plain ones only in colour, and undoing their normalisation gives colours that
+    :func:`hed_jitter` can make from the plain tile's."""
+    from keras_unet.config import TrainConfig
+    from keras_unet.prepare import prepare_training_set
+
+    raw = (he_like(rng, (64, 64)) * 255).astype(np.uint8)
+    mask = np.zeros((64, 64), np.int32)
+    mask[10:30, 10:30], mask[35:60, 30:55] = 1, 2
+    config = TrainConfig(depth=2, tile_size=44)
+    data = prepare_training_set([raw], [mask], config)
+    assert data.stats and data.scale == 255.0 and data.normalization == "image"
+    geo = Geometry(2)
+    plain = next(iter(training_dataset(data, geo, 44, 4, 1, Augmentation(**COLOUR_ONLY))))
+    stained = next(iter(training_dataset(data, geo, 44, 4, 1,
+                                         Augmentation(**COLOUR_ONLY, hed_jitter=0.2))))
+    np.testing.assert_array_equal(plain["labels"].numpy(), stained["labels"].numpy())
+    a, b = plain["image"].numpy(), stained["image"].numpy()
+    assert a.shape == b.shape == (4, 44, 44, 3) and b.dtype == np.float32
+    assert not np.allclose(a, b, atol=1e-3)
+    assert np.isfinite(b).all()
+    # each tile keeps its spread (restandardised) while its colours change
+    np.testing.assert_allclose(b.std((1, 2, 3)), a.std((1, 2, 3)), rtol=1e-3)
+
+
+@pytest.mark.parametrize("field,value,match", [("hed_jitter", 1.0, "hed_jitter"),
+                                               ("hed_jitter", -0.1, "hed_jitter"),
+                                               ("invert", 1.5, "invert"),
+                                               ("greyscale", float("nan"), "greyscale")])
+def test_bad_colour_settings(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        Augmentation(**{field: value}).validate()
+
+
+def test_colour_options_need_colour_images():
+    data = position_set(channels=1)
+    for option, aug in (("--hed-jitter", Augmentation(hed_jitter=0.05)),
+                        ("--channel-shuffle", Augmentation(channel_shuffle=True)),
+                        ("--greyscale", Augmentation(greyscale=0.5))):
+        with pytest.raises(ValueError, match=option):
+            training_dataset(data, Geometry(2), 44, 2, augmentation=aug)

@@ -393,3 +393,19 @@ def test_stderr_redirected_to_a_file(tmp_path, model_file):
     assert "pixel_error" in json.loads(proc.stdout)["mean"]
     text = (tmp_path / "err.txt").read_text()
     assert "Evaluating" in text and "I0000" not in text
+
+
+@pytest.mark.parametrize("text,message", [
+    ("file,group\n0.png\n", "groups.csv, line 2: expected 'file name,group', got '0.png'"),
+    ("0.png,a,b\n", "groups.csv, line 1: expected 'file name,group'"),
+    ("0.png,\n", "groups.csv, line 1"),
+    ("0.png,a\n0.png,b\n", "groups.csv, line 2: 0.png is given a group twice"),
+    ("0.png,a\n", "gives no group for 1.png"),
+    ("0.png,a\n1.png,a\nnine.png,b\n", "names nine.png, which is not among the images"),
+])
+def test_evaluate_bad_groups(tmp_path, model_file, text, message):
+    images, masks = write_pairs(tmp_path)
+    (tmp_path / "groups.csv").write_text(text)
+    result = run("evaluate", model_file, "--images", images, "--masks", masks, "--groups",
+                 tmp_path / "groups.csv")
+    one_error_line(result, message)

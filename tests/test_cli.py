@@ -247,3 +247,46 @@ def test_fit_bad_data_is_one_line(tmp_path, case):
     assert len(errors) == 1 and message in errors[0], result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_evaluate_per_group_from_a_csv_or_sub_folders(tmp_path):
+    from keras_unet.data import demo_data
+    from keras_unet.model import build_unet
+
+    model = tmp_path / "m.keras"
+    build_unet(depth=2, filters=2, border_width=1).save(model)
+    images, labels = demo_data(3, (48, 60), seed=2)
+    groups = {0: "a", 1: "a", 2: "b"}
+    for i in range(3):
+        image, mask = (images[i, ..., 0] * 255).astype(np.uint8), labels[i].astype(np.uint16)
+        for img, msk in (("img", "msk"), (f"gimg/{groups[i]}", f"gmsk/{groups[i]}")):
+            for folder, array in ((img, image), (msk, mask)):
+                (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(tmp_path / folder / f"{i}.png"), array)
+    (tmp_path / "groups.csv").write_text("file,group\n0.png,a\n1,a\n\n2.png,b\n")
+    result = run("evaluate", model, "--images", tmp_path / "img", "--masks", tmp_path / "msk",
+                 "--groups", tmp_path / "groups.csv", "--json", "--threshold", "0.45")
+    assert result.exit_code == 0, result.output
+    by_csv = json.loads(result.output[result.output.index("{"):])
+    assert sorted(by_csv["groups"]) == ["a", "b"]
+    a, b = by_csv["groups"]["a"], by_csv["groups"]["b"]
+    assert (a["images"], b["images"]) == (2, 1)
+    rows = by_csv["images"]
+    assert [r["group"] for r in rows] == ["a", "a", "b"]
+    assert b["n_true"] == rows[2]["n_true"] and b["aji"] == pytest.approx(rows[2]["aji"])
+    assert b["ap50"] == pytest.approx(rows[2]["ap50"])
+    assert a["n_true"] == rows[0]["n_true"] + rows[1]["n_true"] > 0
+    assert a["aji"] == pytest.approx((rows[0]["aji"] + rows[1]["aji"]) / 2)
+    for key in ("ap50", "map", "aji", "n_pred", "merges"):
+        assert key in a
+    assert by_csv["instances"]["n_true"] == a["n_true"] + b["n_true"]
+    # the same groups as sub-folders
+    result = run("evaluate", model, "--images", tmp_path / "gimg", "--masks", tmp_path / "gmsk",
+                 "--json", "--threshold", "0.45")
+    assert result.exit_code == 0, result.output
+    by_folder = json.loads(result.output[result.output.index("{"):])
+    assert by_folder["groups"] == by_csv["groups"]
+    assert [r["image"] for r in by_folder["images"]] == ["a/0.png", "a/1.png", "b/2.png"]
+    text = run("evaluate", model, "--images", tmp_path / "gimg", "--masks", tmp_path / "gmsk",
+               "--threshold", "0.45").output
+    assert "group a (2 images): AP50" in text and "AJI" in text

@@ -167,7 +167,7 @@ def test_calibration_chooses_a_neck_depth_only_where_it_helps():
     lone, _ = disks([(20, 30)], 11)  # one round nucleus: cutting gains nothing, so no cut
     chosen = choose_instance_settings([probabilities_of(lone * 0.9)], [lone.astype(int)], 0)
     assert chosen == {"threshold": 0.3, "split_depth": 0.0, "min_size": 0, "ap50": 1.0,
-                      "map": 1.0, "rand_error": None}
+                      "map": 1.0, "aji": 1.0, "rand_error": None}
     specks = lone.copy()
     specks[2:4, 2:4] = specks[35:37, 60:63] = True  # 4 and 6 px of noise, no nucleus
     chosen = choose_instance_settings([probabilities_of(specks * 0.9)], [lone.astype(int)], 0,

@@ -36,7 +36,7 @@ def same_up_to_renumbering(a, b):
 def test_blockwise_equals_predict_tiled(tmp_path, unet, shape, strip):
     image = cells(shape)
     tifffile.imwrite(tmp_path / "big.tif", image, tile=(64, 64))
-    settings = {"threshold": 0.5, "min_size": 3, "border_width": 1}
+    settings = {"threshold": 0.5, "min_size": 3, "border_width": 1, "split_depth": 1.0}
     report = predict_large(unet, tmp_path / "big.tif", tmp_path / "out", tile_size=36,
                            batch_size=3, instances=settings, probabilities=True,
                            strip_pixels=strip)
@@ -50,8 +50,64 @@ def test_blockwise_equals_predict_tiled(tmp_path, unet, shape, strip):
     labels = tifffile.imread(report.outputs["instances"])
     whole = label_instances(probs, **settings)
     assert labels.shape == shape and report.objects == whole.max()
-    assert same_up_to_renumbering(labels, whole)
+    np.testing.assert_array_equal(labels, whole)
     assert not list((tmp_path / "out").glob(".*partial*"))
+
+
+def touching_blobs(shape, seed):
+    """Object probabilities of pairs of overlapping disks (necks to cut), single disks, a few
+    diagonal neighbours and tall objects that cross several strips."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    fg = np.zeros(shape, bool)
+    for _ in range(shape[0] * shape[1] // 700):
+        y, x, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(4, 9)
+        fg |= (yy - y) ** 2 + (xx - x) ** 2 < r * r
+        if rng.random() < 0.5:  # a second nucleus overlapping the first: a neck
+            dy, dx = rng.normal(0, 1, 2)
+            d = rng.uniform(1.2, 1.7) * r / max(np.hypot(dy, dx), 1e-3)
+            fg |= (yy - y - dy * d) ** 2 + (xx - x - dx * d) ** 2 < r * r
+    fg[20:140, 30:36] = True  # a tall bar with a bulge: across every seam
+    fg |= (yy - 80) ** 2 + (xx - 45) ** 2 < 100
+    probs = np.zeros(shape + (2,), np.float32)
+    probs[..., 1] = np.where(fg, 0.9, 0.1) + rng.uniform(-0.05, 0.05, shape)
+    probs[..., 0] = 1 - probs[..., 1]
+    return probs
+
+
+@pytest.mark.parametrize("rows,seed", [(16, 0), (23, 1), (300, 2)])
+def test_blockwise_objects_equal_whole_image_ones_with_the_neck_cut(tmp_path, monkeypatch, rows,
+                                                                    seed):
+    """Strips of ``rows`` rows and windows of 64 rows (TIFF_TILE 16): every object that a seam
+    or a window border crosses is still cut at its necks as on the whole image, and the ids are
+    the same."""
+    import keras_unet.large as large
+
+    monkeypatch.setattr(large, "TIFF_TILE", 16)
+    probs = touching_blobs((230, 170), seed)
+    settings = {"threshold": 0.5, "min_size": 12, "border_width": 1, "split_depth": 1.5}
+    whole = label_instances(probs, **settings)
+    assert whole.max() > label_instances(probs, **{**settings, "split_depth": 0.0}).max() + 5
+    labeller = _StripLabeller(tmp_path / "t.zarr", probs.shape[:2], settings)
+    for y0 in range(0, probs.shape[0], rows):
+        labeller.add(y0, probs[y0:y0 + rows, :, 1] > settings["threshold"])
+    assert labeller.finish(tmp_path / "l.tif", "tiff") == whole.max()
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "l.tif"), whole)
+    assert not list(tmp_path.glob("*pieces*"))
+
+
+def test_the_neck_cut_of_an_object_ignores_objects_beyond_its_smoothing():
+    from keras_unet.instances import split_at_necks
+
+    probs = touching_blobs((120, 120), 5)
+    labels = label_instances(probs, 0.5, 12, 0)
+    alone = np.where(labels == labels[80, 33], labels, 0)
+    cut_alone = split_at_necks(alone, 1.5)
+    cut_all = split_at_necks(labels, 1.5)
+    inside = alone > 0
+    assert len(np.unique(cut_alone[inside])) >= 2  # the bar with its bulge is cut
+    pairs = np.unique(np.stack([cut_alone[inside], cut_all[inside]]), axis=1)
+    assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
 def test_per_image_statistics_are_streamed_exactly(tmp_path, unet):

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from keras_unet._compat import keras
 from keras_unet.cli import main
 from keras_unet.data import demo_data
-from keras_unet.config import TrainConfig, load_config_file
+from keras_unet.config import TrainConfig
+from keras_unet.settings import load_config_file
 from keras_unet.training import (
     TrainingDiverged,
     TrainingInterrupted,
@@ -375,3 +376,105 @@ def test_mirrored_strategy_runs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 replica(s): 2 tile(s) per replica, global batch 2." in result.output
     assert (tmp_path / "r" / "model.keras").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# Default validation split and calibration
+
+
+def write_pairs(folder, n, size=48):
+    """``n`` demo images and their instance masks as PNG files in folder/images, folder/masks."""
+    import cv2
+
+    images, labels = demo_data(n, size, seed=3)
+    for kind in ("images", "masks"):
+        (folder / kind).mkdir(parents=True)
+    for i, (x, y) in enumerate(zip(images, labels)):
+        cv2.imwrite(str(folder / "images" / f"{i:02d}.png"), (x[..., 0] * 255).astype(np.uint8))
+        cv2.imwrite(str(folder / "masks" / f"{i:02d}.png"), y.astype(np.uint16))
+    return folder / "images", folder / "masks"
+
+
+@pytest.mark.parametrize("n,fraction,expected", [
+    (9, None, 0.0), (10, None, 0.1), (50, None, 0.1), (50, 0.0, 0.0), (5, 0.2, 0.2)])
+def test_validation_rule(n, fraction, expected):
+    from keras_unet.data import split_validation
+    from keras_unet.data import validation_rule
+
+    got, why = validation_rule(n, fraction)
+    assert got == expected
+    if fraction is None:
+        assert ("default" in why) == (expected > 0) and ("Only" in why) == (expected == 0)
+    if got:
+        assert len(split_validation(n, got)[1]) == max(1, round(n * got))
+
+
+def test_fit_holds_out_and_calibrates_by_default(tmp_path):
+    images, masks = write_pairs(tmp_path / "ten", 10)
+    result = run("fit", *TINY_CLI, "--epochs", "1", "--images", images, "--masks", masks,
+                 "--output", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "Holding out 1 of 10 images for validation and calibration (the default" in \
+        result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("Objects:"))
+    assert "suit the 1 validation images best" in line and "AJI" in line
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["calibrate"] == "auto"
+
+
+def test_fit_with_few_images_calibrates_on_the_training_images(tmp_path, monkeypatch):
+    import keras_unet.evaluate as evaluate
+
+    seen = []
+    real = evaluate.calibrate_instances
+
+    def spy(unet, images, instances, *args, **kwargs):
+        seen.append(len(images))
+        return real(unet, images, instances, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "calibrate_instances", spy)
+    images, masks = write_pairs(tmp_path / "three", 3)
+    result = run("fit", *TINY_CLI, "--epochs", "1", "--images", images, "--masks", masks,
+                 "--output", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "Only 3 image(s), so none is held out for validation" in result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("Objects:"))
+    assert "suit the 3 training images best" in line and "flatter" in line
+    assert seen == [3]
+
+
+def test_calibration_off_and_old_runs_keep_their_behaviour(tmp_path):
+    from keras_unet.model import build_unet
+    from keras_unet.preprocess import instance_settings_of
+    from keras_unet.runs import resume_config
+    from keras_unet.training import _calibrate
+
+    config = TrainConfig(**TINY, calibrate="off")
+    data = tiny_data(config)
+    unet = build_unet((None, None, 1), 2, 2, 2)
+    said = []
+    _calibrate(config, unet, None, said.append, data)
+    assert said == ["Objects: kept the stated defaults (threshold 0.50, neck depth 0 px, "
+                    "smallest object 0 px): --calibrate off."]
+    assert instance_settings_of(unet)["threshold"] == 0.5
+    # no validation images and --calibrate validation (a run recorded before --calibrate)
+    said.clear()
+    _calibrate(TrainConfig(**TINY, calibrate="validation"), unet, None, said.append, data)
+    assert "there are no validation images" in said[0]
+    # a recorded run without the setting resumes with the old behaviour
+    run_dir = tmp_path / "old"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.keras").write_bytes(b"")
+    recorded = TrainConfig(**TINY, val_fraction=0.0).to_dict()
+    del recorded["calibrate"]
+    (run_dir / "config.json").write_text(json.dumps(recorded))
+    config = resume_config(run_dir)
+    assert config.calibrate == "validation" and config.val_fraction == 0.0
+
+
+def test_bad_calibrate_and_val_fraction_values(tmp_path):
+    from cli_helpers import one_error_line
+
+    one_error_line(run("fit", "--calibrate", "sometimes"), "sometimes")
+    one_error_line(run("fit", "--val-fraction", "1.5", "--dry-run"), "val_fraction")
+    config = json.loads(run("fit", "--dry-run").output)
+    assert config["val_fraction"] is None and config["calibrate"] == "auto"
