@@ -90,8 +90,8 @@ def read_stack(path: str | os.PathLike, axes: str | None = None,
         what: the word for the file in messages (``"image"``, ``"mask"``).
 
     Raises:
-        FileNotFoundError, or ValueError naming the file: unreadable, ambiguous axes, varying
-        alpha.
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file: unreadable, ambiguous axes, varying alpha.
     """
     path = Path(path)
     if not path.is_file():
@@ -290,6 +290,7 @@ def load_pairs(
         (:func:`read_pairs` also gives the masks' files).
 
     Raises:
-        ValueError / FileNotFoundError naming the unmatched or unreadable files.
+        ValueError: naming the unmatched or unreadable files.
+        FileNotFoundError: naming a missing file or folder.
     """
     return read_pairs(images, masks, axes)[:3]
