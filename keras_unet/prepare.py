@@ -113,13 +113,10 @@ def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainCon
     Raises:
         ValueError: naming the image, for unreadable pixels, sizes or masks.
     """
-    if np.asarray(image).dtype.kind == "f" and not np.all(np.isfinite(image)):
-        raise ValueError(
-            f"{name}: the image holds NaN or infinite values; replace them (e.g. with "
-            "numpy.nan_to_num) before training"
-        )
     mask_name = mask_name or name
-    x = held(normalizer.channels_of(image, name))
+    x = normalizer.channels_of(image, name)
+    normalizer.check(x, name)  # NaN and infinite values are refused, as by every command
+    x = held(x)
     if x.shape[:2] != np.shape(mask)[:2]:
         raise ValueError(
             f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
@@ -150,8 +147,9 @@ def _init_hint(channels: int | None) -> Iterator[None]:
     except ValueError as exc:
         if channels is None or "channel" not in str(exc):
             raise
-        raise ValueError(f"{exc}: the --init model takes {channels}-channel images; convert "
-                         "them (grey for 1 channel), or train a new model") from None
+        raise ValueError(f"{exc}: the model given to --init takes {channels}-channel images; "
+                         "convert the images (grey for 1 channel), or train a new model without "
+                         "--init") from None
 
 
 def prepare_items(items: Iterable[tuple[np.ndarray, np.ndarray, str, str]], config: TrainConfig,
