@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
@@ -265,6 +266,19 @@ def check_cache_dir(root: str | os.PathLike) -> Path:
         check_writable(root, "--cache-dir")
     except (PermissionError, NotADirectoryError) as exc:
         raise type(exc)(f"{exc} (the data cache; or raise --data-memory)") from None
+    created = root  # the folder is made and written once, then what was made is removed
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    made = not created.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as exc:
+        raise OSError(f"--cache-dir {root} cannot be written ({exc.strerror or exc}); choose "
+                      "another path (the data cache; or raise --data-memory)") from None
+    finally:
+        if made:
+            shutil.rmtree(created, ignore_errors=True)
     return root
 
 

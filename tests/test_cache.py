@@ -3,6 +3,7 @@ cache after kill -9 or a full disk, one-line errors, and tiles equal to those he
 
 import errno
 import os
+from pathlib import Path
 import subprocess
 import sys
 import textwrap
@@ -174,6 +175,26 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch
     assert result.output.strip() == (f"Error: --cache-dir {tmp_path / 'ro' / 'c'} cannot be "
                                      f"written ({tmp_path / 'ro'} is read-only); choose another "
                                      "path (the data cache; or raise --data-memory)")
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line_before_reading(tmp_path, monkeypatch):
+    real = Path.mkdir
+
+    def refuse(self, *args, **kwargs):  # a file system that refuses new folders (/proc, say)
+        if "nomake" in str(self):
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    images, masks = write_pairs(tmp_path)
+    result = CliRunner().invoke(main, ["fit", *TINY_CLI, "--images", str(images), "--masks",
+                                       str(masks), "--output", str(tmp_path / "r"),
+                                       "--cache-dir", str(tmp_path / "nomake")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == (f"Error: --cache-dir {tmp_path / 'nomake'} cannot be "
+                                     "written (No such file or directory); choose another path "
+                                     "(the data cache; or raise --data-memory)")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "nomake").exists()
 
 
 def test_fit_trains_from_the_disk_cache(tmp_path):
