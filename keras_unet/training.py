@@ -101,7 +101,8 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
                                 ("greyscale", aug.greyscale > 0)) if on]
     say(f"Training a depth-{config.depth} U-Net with {config.filters} base filters on "
         f"{config.tile_size}px tiles (output {config.geometry.output_size(config.tile_size)}px), "
-        f"batch {config.batch_size}, {config.epochs} epochs x {config.steps_per_epoch} steps; "
+        f"batch {config.batch_size}, {config.epochs} epoch{'s' * (config.epochs != 1)} x "
+        f"{config.steps_per_epoch} step{'s' * (config.steps_per_epoch != 1)}; "
         f"augmentation: {', '.join(switches) or 'off'}; computing in "
         f"{resolve_precision(config.mixed_precision) or 'float32'}.")
     return train(config, train_set, plan.run_dir, val_set, verbose=verbose, resume=plan.resume,
