@@ -265,7 +265,7 @@ def choose_instance_settings(probs: list, instances: list, border_width: int,
     stages: every threshold and neck depth at the smallest size, then every size for the
     ``SIZE_CANDIDATES`` best (threshold, depth) pairs of the first stage. The size only removes
     fragments, so it hardly interacts with the other two; the staged search labels 34 of the
-    100 combinations (the neck cut is what costs: about 2 s per megapixel and combination).
+    100 combinations (the neck cut is what costs: 1.5-2 s per megapixel and combination here).
 
     Args:
         probs: ``(H, W, 2)`` class probabilities per image; instances: ``(H, W)`` true ids.
