@@ -79,7 +79,7 @@ def resolve_config(
     if config_file:
         values.update(load_config_file(config_file))
     values.update(given)
-    if values.get("init") and "lr" not in values:  # fine-tuning: a lower rate unless chosen
+    if values.get("init") and "lr" not in values:  # fine-tuning's own rate unless chosen
         values["lr"] = FINETUNE_LR
     if no_weight_map:
         values.update(w0=0.0, class_weights=None)

@@ -70,12 +70,12 @@ def test_init_from_a_run_folder_starts_from_its_weights_and_records_them(tmp_pat
     assert (config["depth"], config["filters"], config["init_channels"]) == (2, 2, 1)
 
 
-def test_init_takes_the_architecture_and_a_lower_default_learning_rate(tmp_path, base_run):
+def test_init_takes_the_architecture_and_the_fine_tuning_learning_rate(tmp_path, base_run):
     result = run("fit", "--init", base_run / "model.keras", "--dry-run")
     assert result.exit_code == 0, result.output
     resolved = json.loads(result.output)
     assert (resolved["depth"], resolved["filters"], resolved["padding"]) == (2, 2, "valid")
-    assert resolved["lr"] == FINETUNE_LR < 1e-3
+    assert resolved["lr"] == FINETUNE_LR
     assert resolved["tile_size"] == 252  # the default is valid for a depth-2 network
     chosen = json.loads(run("fit", "--init", base_run, "--lr", "0.01", "--depth", "2",
                             "--dry-run").output)
