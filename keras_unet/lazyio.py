@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from .images import Layout, image_layout, read_image
-from .preprocess import Normalizer
+from .preprocess import EPS, Normalizer
 
 __all__ = ["Source", "open_source", "image_pixels", "streamed_stats", "StripWriter",
            "TIFF_TILE", "BLOCKWISE_PIXELS", "blockwise_reason", "whole_image_bytes"]
@@ -176,15 +176,16 @@ def streamed_stats(source: Source, normalizer: Normalizer, strip: int):
         sample = np.concatenate([source.rows(y, min(y + strip, h))[::step, ::step].ravel()
                                  for y in range(0, h, strip)])
         return normalizer.stats(sample.reshape(-1, 1, 1).astype(np.float32))
-    total = total_sq = 0.0
+    total = total_sq = top = 0.0
     for y in range(0, h, strip):
         x = source.rows(y, min(y + strip, h)).astype(np.float64)
         total += float(x.sum())
         total_sq += float(np.square(x).sum())
+        top = max(top, float(np.abs(x).max()) if x.size else 0.0)
     n = source.shape[0] * source.shape[1] * source.shape[2]
     mean = total / n
     std = math.sqrt(max(total_sq / n - mean * mean, 0.0))
-    return float(np.float32(mean)), max(std, 1e-6 * normalizer.scale)
+    return float(np.float32(mean)), max(std, EPS * max(top, 1.0))  # as Normalizer.stats
 
 
 class StripWriter:

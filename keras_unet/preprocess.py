@@ -16,7 +16,7 @@ network sees tiles; the statistics must be taken before tiling.
 
 **One normalisation** (:class:`Normalizer`) serves training, prediction and export:
 
-* ``"image"`` (default): ``(x - mean) / max(std, 1e-6 * scale)`` with the mean and standard
+* ``"image"`` (default): ``(x - mean) / max(std, 1e-6 * max(|x|, 1))`` with the mean and standard
   deviation over all pixels and channels of the image; independent of the intensity range;
 * ``"fixed"``: ``x / scale``, where ``scale`` is the dtype maximum of the *training* images (255
   for 8-bit, 65535 for 16-bit, 1 for float images already in [0, 1]);
@@ -79,7 +79,10 @@ NORMALIZATIONS = ("image", "fixed", "percentile")
 PERCENTILES = (1.0, 99.8)  # "percentile" mode: these map to 0 and 1 (CSBDeep's defaults)
 #: the object settings a model stores (:func:`instance_settings_of`)
 INSTANCE_KEYS = ("border_width", "threshold", "min_size", "split_depth")
-EPS = 1e-6  # relative to ``scale``: a flat image is divided by this, not by 0
+#: the smallest divisor, relative to the image's own largest magnitude (at least 1): a flat image
+#: is divided by it, not by 0. Relative to the image, not to the training images' scale, so that
+#: an image scaled to 0..1 is normalised like the same image in 16 bits
+EPS = 1e-6
 
 
 def dtype_scale(image) -> float:
@@ -175,17 +178,16 @@ class Normalizer:
         if self.mode == "percentile":
             low, high = (_tf_percentiles(image, PERCENTILES) if tf.is_tensor(image) else
                          np.percentile(np.asarray(image, np.float32), PERCENTILES))
-            floor = EPS * self.scale
+            floor = _floor(image)
             divisor = tf.maximum(high - low, floor) if tf.is_tensor(image) else max(
                 float(high - low), floor)
             return low, divisor
         if tf.is_tensor(image):
             x = tf.cast(image, tf.float32)
             mean, var = tf.nn.moments(x, axes=list(range(1, x.shape.rank)), keepdims=True)
-            return mean, tf.maximum(tf.sqrt(var), EPS * self.scale)
+            return mean, tf.maximum(tf.sqrt(var), _floor(x))
         x = np.asarray(image, np.float32)
-        return float(x.mean(dtype=np.float64)), max(float(x.std(dtype=np.float64)),
-                                                     EPS * self.scale)
+        return float(x.mean(dtype=np.float64)), max(float(x.std(dtype=np.float64)), _floor(x))
 
     def apply(self, image, stats: tuple[Any, Any] | None = None):
         """The network input for a raw image: float32, same shape (``(H, W)`` gains a channel).
@@ -244,6 +246,17 @@ class Normalizer:
             return (f"per image: map the {PERCENTILES[0]:g} and {PERCENTILES[1]:g} percentiles "
                     "to 0 and 1")
         return "per image: subtract the mean, divide by the standard deviation"
+
+
+def _floor(image):
+    """``EPS * max(|x|, 1)``: a float for an array, ``(B, 1, 1, 1)`` for a ``(B, H, W, C)`` tensor."""
+    if tf.is_tensor(image):
+        x = tf.abs(tf.cast(image, tf.float32))
+        return EPS * tf.maximum(tf.reduce_max(x, axis=list(range(1, x.shape.rank)), keepdims=True),
+                                1.0)
+    x = np.asarray(image)
+    top = float(np.abs(x).max()) if x.size else 0.0
+    return EPS * max(top, 1.0)
 
 
 def _tf_percentiles(images, qs):

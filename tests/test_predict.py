@@ -84,6 +84,29 @@ def test_contract_survives_saving_and_loading(tmp_path, mode, scale):
     assert normalizer_of(loaded) == Normalizer(mode, scale, 3)
 
 
+@pytest.mark.parametrize("mode", ["image", "percentile"])
+def test_an_image_scaled_to_0_1_is_normalised_like_its_16_bit_original(rng, mode):
+    """A 12-bit image in 16 bits (std about 0.003 of the dtype range once scaled to 0..1, as
+    skimage.img_as_float does) gives a model trained on 16-bit images the same input either way,
+    in NumPy, in the graph and streamed; the floor of the divisor is relative to the image."""
+    import tensorflow as tf
+
+    from keras_unet.lazyio import Source, streamed_stats
+
+    raw = (rng.normal(300, 150, (40, 30, 1)).clip(0, 4095)).astype(np.uint16)
+    scaled = raw.astype(np.float32) / 65535
+    normalizer = Normalizer(mode, 65535.0)
+    expected = normalizer(raw)
+    np.testing.assert_allclose(normalizer(scaled), expected, rtol=1e-4, atol=1e-4)
+    graph = normalizer.apply(tf.constant(scaled[None])).numpy()[0]
+    np.testing.assert_allclose(graph, expected, rtol=1e-4, atol=1e-4)
+    if mode == "image":
+        streamed = streamed_stats(Source(scaled, "a"), normalizer, 7)
+        np.testing.assert_allclose(normalizer.apply(scaled, streamed), expected, rtol=1e-4,
+                                   atol=1e-4)
+    assert float(expected.std()) > 0.1  # not flattened towards 0
+
+
 def test_numpy_and_graph_normalisation_agree(rng):
     image = rng.integers(0, 65535, (31, 17, 2)).astype(np.uint16)
     import tensorflow as tf
