@@ -58,8 +58,9 @@ def instance_options(command):
 @instance_options
 def predict(args, output, tile_size, batch_size, tta, save_probabilities, overlay, server,
             model_name, model_version, timeout, as_instances, blockwise, axes, **instance) -> None:
-    """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras or SavedModel folder),
-    or with a model served by TF Serving (--server URL --model NAME; no MODEL then).
+    """Segment INPUTS (images, folders, TIFF stacks) with MODEL (.keras, a run folder, a
+    SavedModel folder, or a packaged model's name: nuclei), or with a model served by TF Serving
+    (--server URL --model NAME; no MODEL then).
 
     Writes NAME_mask.png per image (0/255 for two classes, class ids otherwise; a multi-page
     NAME_mask.tif for TIFF stacks). A file that cannot be read is reported and skipped.
@@ -129,9 +130,9 @@ def serving_status(server, model_name, model_version, timeout, as_json) -> None:
 @instance_options
 def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json, axes, groups,
              **instance) -> None:
-    """Score MODEL on labelled images: pixel error, foreground IoU and Dice, Rand error, and
-    instance AP at IoU 0.5-0.95, mAP, AJI (aggregated Jaccard index), F1, merges and splits;
-    overall and per group."""
+    """Score MODEL (a .keras file, run folder or packaged name) on labelled images: pixel error,
+    IoU, Dice, Rand error, instance AP at IoU 0.5-0.95, mAP, AJI, F1, merges and splits; overall
+    and per group."""
     from keras_unet.evaluate import evaluate_files, format_table
 
     # With --json, stdout carries only the JSON; the progress goes to stderr.

@@ -283,8 +283,10 @@ def check_cache_dir(root: str | os.PathLike) -> Path:
 
 
 def gb(n_bytes: float) -> str:
-    """Bytes for people: 0.16 GB, 12.3 GB; under 10 MB in MB (3.2 MB, not 0.00 GB)."""
+    """Bytes for people: 3.2 MB, 160 MB, 2.50 GB, 12.3 GB."""
     if n_bytes < 10e6:
         return f"{n_bytes / 1e6:.1f} MB"
+    if n_bytes < 1e9:
+        return f"{n_bytes / 1e6:.0f} MB"
     return f"{n_bytes / 1e9:.2f} GB" if n_bytes < 10e9 else f"{n_bytes / 1e9:.1f} GB"
 

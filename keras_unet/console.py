@@ -76,11 +76,14 @@ _state: dict = {}
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Hide TensorFlow's native log lines for the rest of the process (see the module docs).
 
-    Shows input warnings as one line each (:func:`show_input_warnings`), sets
+    Makes stdout line-buffered, so that log lines and ``Error:`` lines (stderr) keep their order
+    in a log file. Shows input warnings as one line each (:func:`show_input_warnings`), sets
     ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2. Does nothing with
     ``verbose``, with ``KERAS_UNET_VERBOSE=1``, when already done, or when stderr has no file
     descriptor (inside a test runner's capture, say).
     """
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     show_input_warnings()
     if verbose or os.environ.get("KERAS_UNET_VERBOSE", "") not in ("", "0") or _state:
         return

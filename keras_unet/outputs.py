@@ -63,8 +63,11 @@ class PredictReport:
 
     @property
     def summary(self) -> str:
-        return (f"Wrote masks of {self.n_inputs - len(self.failed)} of {self.n_inputs} inputs "
-                f"to {self.output}")
+        done = self.n_inputs - len(self.failed)
+        if done == 0:
+            return (f"Nothing written: {'the input' if self.n_inputs == 1 else 'every input'} "
+                    "failed")
+        return f"Wrote masks of {done} of {self.n_inputs} inputs to {self.output}"
 
 
 def _failure(path: Path, exc: Exception) -> str:

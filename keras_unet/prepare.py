@@ -147,9 +147,8 @@ def _init_hint(channels: int | None) -> Iterator[None]:
     except ValueError as exc:
         if channels is None or "channel" not in str(exc):
             raise
-        raise ValueError(f"{exc}: the model given to --init takes {channels}-channel images; "
-                         "convert the images (grey for 1 channel), or train a new model without "
-                         "--init") from None
+        raise ValueError(f"{exc} (--init gives the model's channel count; without --init, fit "
+                         "trains a new model on the images as they are)") from None
 
 
 def prepare_items(items: Iterable[tuple[np.ndarray, np.ndarray, str, str]], config: TrainConfig,

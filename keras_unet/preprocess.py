@@ -225,7 +225,7 @@ class Normalizer:
                 return image[..., :1]
             raise ValueError(
                 f"{name}: the model takes {self.channels}-channel images, this one has "
-                f"{image.shape[2]}"
+                f"{image.shape[2]}{_channel_fix(self.channels, image.shape[2])}"
             )
         return image
 
@@ -246,6 +246,17 @@ class Normalizer:
             return (f"per image: map the {PERCENTILES[0]:g} and {PERCENTILES[1]:g} percentiles "
                     "to 0 and 1")
         return "per image: subtract the mean, divide by the standard deviation"
+
+
+def _channel_fix(wanted: int, given: int) -> str:
+    """How to give a model of ``wanted`` channels an image of ``given`` ones (after a ';')."""
+    if wanted == 1 and given == 3:
+        return ("; it is colour. Give one channel in which the objects are bright on a dark "
+                "background (for H&E, the haematoxylin channel: skimage.color.rgb2hed; for "
+                "brightfield, the inverted grey image), or train a model on colour images")
+    if wanted == 1:
+        return "; save the channel the model is for (e.g. the nuclear stain) as an image of its own"
+    return f"; give images of {wanted} channels, as the model was trained on"
 
 
 def _floor(image):

@@ -172,6 +172,9 @@ def test_rgb_image_to_grey_model_leaves_no_folder(tmp_path, model_file):
     cv2.imwrite(str(image), colour)
     result = run("predict", model_file, image, "-o", tmp_path / "out")
     assert result.exit_code == 1 and "takes 1-channel images" in result.output
+    assert "it is colour. Give one channel" in result.output
+    assert "Nothing written: the input failed" in result.output
+    assert "Wrote masks" not in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -210,8 +210,8 @@ def test_fit_trains_from_the_disk_cache(tmp_path):
     assert "reading them from the disk cache" in second.output
 
 
-@pytest.mark.parametrize("n_bytes, shown", [(0, "0.0 MB"), (3.2e6, "3.2 MB"), (1.6e8, "0.16 GB"),
-                                            (12.34e9, "12.3 GB")])
+@pytest.mark.parametrize("n_bytes, shown", [(0, "0.0 MB"), (3.2e6, "3.2 MB"), (1.6e8, "160 MB"),
+                                            (2.5e9, "2.50 GB"), (12.34e9, "12.3 GB")])
 def test_sizes_for_people(n_bytes, shown):
     from keras_unet.cache import gb
 

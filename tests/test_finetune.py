@@ -117,8 +117,10 @@ def test_channel_mismatch_says_how_to_fix_it(tmp_path, base_run):
     images, masks = data(tmp_path, rgb=True)
     result = run("fit", "--init", base_run, "--images", images, "--masks", masks,
                  "--output", tmp_path / "r")
-    one_error_line(result, "the model takes 1-channel images, this one has 3: the model given "
-                           "to --init takes 1-channel images; convert the images")
+    one_error_line(result, "the model takes 1-channel images, this one has 3; it is colour. Give "
+                           "one channel in which the objects are bright on a dark background")
+    one_error_line(result, "(--init gives the model's channel count; without --init, fit trains "
+                           "a new model")
 
 
 def test_grey_images_stored_as_rgb_fit_a_grey_model(tmp_path, base_run):

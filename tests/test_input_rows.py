@@ -98,7 +98,8 @@ def test_row4_imagej_hyperstack_is_pages_of_channels(tmp_path, rng):
     stack = (rng.random((3, 2, 40, 50)) * 255).astype(np.uint8)  # Z, C, Y, X
     tifffile.imwrite(tmp_path / "h.tif", stack, imagej=True, metadata={"axes": "ZCYX"})
     one_channel = run("predict", saved(tmp_path), tmp_path / "h.tif", "-o", tmp_path / "o1")
-    one_error_line(one_channel, "h.tif[0]: the model takes 1-channel images, this one has 2")
+    one_error_line(one_channel, "h.tif[0]: the model takes 1-channel images, this one has 2; save "
+                                "the channel the model is for (e.g. the nuclear stain) as an image")
     assert not (tmp_path / "o1").exists()
     model = saved(tmp_path, channels=2, name="m2.keras")
     result = run("predict", model, tmp_path / "h.tif", "-o", tmp_path / "out")
