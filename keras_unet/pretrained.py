@@ -104,7 +104,7 @@ def model_source(model: str | os.PathLike, log: Log | None = None) -> ModelSourc
     caller's own error).
 
     A file or folder in the working folder wins over a packaged model of the same name; ``log``
-    hears which was used whenever the name is a packaged model's.
+    hears which was used whenever the name is a packaged model's, or a run folder's file.
     """
     say = log or (lambda _msg: None)
     text = os.fspath(model)
@@ -127,6 +127,8 @@ def model_source(model: str | os.PathLike, log: Log | None = None) -> ModelSourc
             say(f"Using {path.resolve()} from the working folder, not the packaged model "
                 f"{text!r} (a file or folder of that name wins; write {PREFIX}{text} for the "
                 "packaged one).")
+        elif run_folder:
+            say(f"Using {(path / 'model.keras').resolve()}.")
         return ModelSource(path / "model.keras" if run_folder else path)
     if text in packaged_models():
         return model_source(PREFIX + text, log)

@@ -105,7 +105,15 @@ def test_names_resolve_and_a_local_file_wins(packaged, tmp_path):
     assert model_source("nuclei", said.append).path.name == "model.keras"
     assert "from the working folder, not the packaged model 'nuclei'" in said[0]
     assert model_source(PREFIX + "nuclei").path == packaged / "model.keras"
-    assert model_source("elsewhere.keras").path.name == "elsewhere.keras"  # callers' errors
+    (tmp_path / "work" / "run").mkdir()
+    (tmp_path / "work" / "run" / "model.keras").write_bytes(b"x")
+    said.clear()
+    assert model_source("run", said.append).path.name == "model.keras"
+    assert said == [f"Using {(tmp_path / 'work' / 'run' / 'model.keras').resolve()}."]
+    said.clear()
+    assert model_source("elsewhere.keras", said.append).path.name == "elsewhere.keras"
+    assert said == []  # a file the user named needs no line; errors are the callers'
+
     with pytest.raises(ValueError, match="'cells' is not a packaged model .packaged models: "
                                          "nuclei"):
         load_pretrained("cells")
