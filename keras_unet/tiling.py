@@ -96,8 +96,9 @@ def _blend_window(tile: int, stride: int) -> np.ndarray:
 
 
 def default_tile_size(model_geometry: Geometry, shape: tuple[int, int], max_output: int = 512) -> int:
-    """A tile that covers a small image in one pass, else one with about ``max_output`` px output."""
-    want = min(max(shape), max_output)
+    """A tile that covers a small image in one pass, else one with about ``max_output`` px output;
+    at least the network's stride of output, so that an image of a few pixels is predicted too."""
+    want = max(min(max(shape), max_output), model_geometry.factor)
     if model_geometry.padding == "same":
         f = model_geometry.factor
         return max(f, math.ceil(want / f) * f)

@@ -35,7 +35,7 @@ def valid_net():
 
 
 @pytest.mark.parametrize("shape,tile", [((70, 90), 44), ((37, 100), 52), ((100, 37), 60),
-                                        ((130, 61), None)])
+                                        ((130, 61), None), ((2, 2), None), ((1, 7), None)])
 def test_tiled_equals_whole_image_for_valid_padding(valid_net, shape, tile, rng):
     geo = Geometry(3)
     image = rng.random(shape + (2,)).astype(np.float32)
@@ -125,3 +125,14 @@ def test_predictor_reads_keras_and_rejects_others(tmp_path, rng):
         Predictor(tmp_path / "nothing")
     with pytest.raises(ValueError, match="tile size"):
         Predictor(tmp_path / "m.keras", tile_size=35)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4, 5])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 40), (15, 15)])
+def test_the_default_tile_fits_an_image_of_a_few_pixels(depth, shape):
+    """An image smaller than the network's stride still gets a tile it can be predicted with."""
+    geo = Geometry(depth)
+    tile = default_tile_size(geo, shape)
+    for size in shape:
+        plan = plan_axis(size, tile, geo)
+        assert plan.count >= 1 and (plan.count - 1) * plan.stride + plan.tile >= size
