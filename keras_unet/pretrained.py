@@ -121,8 +121,9 @@ def model_source(model: str | os.PathLike, log: Log | None = None) -> ModelSourc
         if text in packaged_models():
             if not (run_folder or (path / "saved_model.pb").is_file() or path.suffix == ".keras"):
                 kind = "folder" if path.is_dir() else "file"
-                raise ValueError(f"{text}: the {kind} {path.resolve()} is not a model, and a "
-                                 "file or folder of that name wins over the packaged model; "
+                raise ValueError(f"{text}: the {kind} {path.resolve()} is not a model (a model "
+                                 "is a .keras file, a run folder or a SavedModel folder), and "
+                                 "a file or folder of that name wins over the packaged model; "
                                  f"write {PREFIX}{text} for the packaged one, or rename it")
             say(f"Using {path.resolve()} from the working folder, not the packaged model "
                 f"{text!r} (a file or folder of that name wins; write {PREFIX}{text} for the "

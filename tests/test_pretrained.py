@@ -96,7 +96,9 @@ def test_names_resolve_and_a_local_file_wins(packaged, tmp_path):
     assert model_source("nuclei", said.append).path == packaged / "model.keras"
     assert "packaged model 'nuclei' (version 0-test" in said[0]
     (tmp_path / "work" / "nuclei").mkdir()  # e.g. an earlier `predict ... -o nuclei`
-    with pytest.raises(ValueError, match="is not a model, and a file or folder of that name wins"):
+    with pytest.raises(ValueError, match=r"is not a model \(a model is a .keras file, a run "
+                                         r"folder or a SavedModel folder\), and a file or folder "
+                                         "of that name wins"):
         model_source("nuclei")
     one_error_line(run("predict", "nuclei", packaged / "sample.tif", "-o", tmp_path / "o"),
                    "write pretrained:nuclei for the packaged one, or rename it")
