@@ -60,6 +60,8 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: (file name, number of objects) per input written with instances
+    objects: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -67,7 +69,14 @@ class PredictReport:
         if done == 0:
             return (f"Nothing written: {'the input' if self.n_inputs == 1 else 'every input'} "
                     "failed")
-        return f"Wrote masks of {done} of {self.n_inputs} inputs to {self.output}"
+        line = f"Wrote masks of {done} of {self.n_inputs} inputs to {self.output}"
+        if not self.objects:
+            return line
+        counts = [n for _, n in self.objects]
+        if len(counts) <= 10:
+            return line + "; objects: " + ", ".join(f"{name} {n}" for name, n in self.objects)
+        return (line + f"; {sum(counts)} objects in {len(counts)} images ({min(counts)} to "
+                f"{max(counts)} per image)")
 
 
 def _failure(path: Path, exc: Exception) -> str:

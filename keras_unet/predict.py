@@ -209,7 +209,8 @@ def predict_instances(model, image: np.ndarray, options: InstanceOptions | None 
 
 def _write_outputs(out: _Output, path: Path, pages: list[np.ndarray], probs: list[np.ndarray],
                    n_classes: int, overlay: bool, save_probabilities: bool,
-                   instances: dict | None = None) -> None:
+                   instances: dict | None = None) -> int | None:
+    """Write the outputs of one input; returns its number of objects with ``instances``."""
     import tifffile
 
     from .visualize import instance_overlay, write_png
@@ -235,6 +236,8 @@ def _write_outputs(out: _Output, path: Path, pages: list[np.ndarray], probs: lis
         with atomic_path(out.path(f"{path.stem}_instances.tif")) as tmp:
             data = np.stack(objects) if len(objects) > 1 else objects[0]
             tifffile.imwrite(tmp, data.astype(dtype), compression="zlib")
+        return sum(int(o.max()) for o in objects)  # ids are 1..N on each page
+    return None
 
 
 def predict_files(
@@ -298,8 +301,10 @@ def predict_files(
             return
         pages = read_pages(path, axes=axes)
         probs = [predictor(page, name) for page, name in zip(pages, page_names(path, len(pages)))]
-        _write_outputs(out, path, pages, probs, predictor.n_classes, overlay, save_probabilities,
-                       settings)
+        found = _write_outputs(out, path, pages, probs, predictor.n_classes, overlay,
+                               save_probabilities, settings)
+        if found is not None:
+            out.report.objects.append((path.name, found))
 
     report = each_file(files, output, one, progress)
     report.notes[:0] = predictor.notes

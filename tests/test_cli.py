@@ -290,3 +290,15 @@ def test_evaluate_per_group_from_a_csv_or_sub_folders(tmp_path):
     text = run("evaluate", model, "--images", tmp_path / "gimg", "--masks", tmp_path / "gmsk",
                "--threshold", "0.45").output
     assert "group a (2 images): AP50" in text and "AJI" in text
+
+
+def test_the_summary_counts_objects_per_image_or_in_all():
+    from pathlib import Path
+
+    from keras_unet.outputs import PredictReport
+
+    few = PredictReport(Path("out"), 2, objects=[("a.tif", 3), ("b.png", 0)])
+    assert few.summary == "Wrote masks of 2 of 2 inputs to out; objects: a.tif 3, b.png 0"
+    many = PredictReport(Path("out"), 12, objects=[(f"{i}.png", i) for i in range(12)])
+    assert many.summary.endswith("; 66 objects in 12 images (0 to 11 per image)")
+    assert PredictReport(Path("out"), 1).summary == "Wrote masks of 1 of 1 inputs to out"

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import tifffile
 import pytest
 
 from cli_helpers import one_error_line, run
@@ -127,6 +128,8 @@ def test_predict_and_evaluate_take_a_packaged_name(packaged, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Using the packaged model 'nuclei' (version 0-test" in result.output
     assert (tmp_path / "out" / "sample_instances.tif").is_file()
+    found = int(tifffile.imread(tmp_path / "out" / "sample_instances.tif").max())
+    assert f"; objects: sample.tif {found}" in result.output
     (tmp_path / "m").mkdir()
     mask = np.zeros((96, 100), np.uint16)
     mask[20:40, 30:50] = 1
