@@ -21,7 +21,7 @@ path), ``init_sha256`` and ``init_version`` (a packaged model's).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from ._compat import keras
 from .config import TrainConfig
@@ -41,14 +41,15 @@ ARCHITECTURE = {"depth": "--depth", "filters": "--filters", "padding": "--paddin
 ENCODER_PREFIXES = ("down", "bottleneck")
 
 
-def apply_init(config: TrainConfig, explicit: Iterable[str], log: Log | None = None
-               ) -> TrainConfig:
+def apply_init(config: TrainConfig, explicit: Iterable[str] | Mapping[str, str],
+               log: Log | None = None) -> TrainConfig:
     """Take the architecture and contract of ``config.init`` into ``config`` (a new run).
 
     Args:
         config: the resolved settings; ``config.init`` names the model.
         explicit: the settings the user chose (options, ``--config`` keys, ``--preset`` keys);
-            only these can conflict.
+            only these can conflict. A mapping gives each key's source, named in a conflict
+            (``"--preset paper"``, a settings file's name; ``""`` for an option).
         log: hears which model a packaged model's name stood for.
 
     Raises:
@@ -63,22 +64,26 @@ def apply_init(config: TrainConfig, explicit: Iterable[str], log: Log | None = N
         raise ValueError(f"--init {given}: a folder without model.keras; give a .keras file, "
                          "a run folder of keras-unet fit, or a packaged model's name")
     arch = architecture_of(load_model(source.path))
-    explicit = set(explicit)
-    conflicts = [f"{option} {_shown(getattr(config, key))} (the model has "
+    where = dict(explicit) if isinstance(explicit, Mapping) else dict.fromkeys(explicit, "")
+
+    def source(key: str) -> str:
+        return f"from {where[key]}; " if where[key] else ""
+
+    conflicts = [f"{option} {_shown(getattr(config, key))} ({source(key)}the model has "
                  f"{_shown(arch[key])})" for key, option in ARCHITECTURE.items()
-                 if key in explicit and getattr(config, key) != arch[key]]
-    if "normalization" in explicit and config.normalization != arch["normalization"]:
-        conflicts.append(f"--normalization {config.normalization} (the model was trained with "
-                         f"{arch['normalization']})")
+                 if key in where and getattr(config, key) != arch[key]]
+    if "normalization" in where and config.normalization != arch["normalization"]:
+        conflicts.append(f"--normalization {config.normalization} ({source('normalization')}the "
+                         f"model was trained with {arch['normalization']})")
     if conflicts:
         raise ValueError(f"--init {given}: {'; '.join(conflicts)} would change the model; drop "
                          "the option to fine-tune it, or train a new model without --init")
     for key in (*ARCHITECTURE, "normalization"):
         setattr(config, key, arch[key])
-    if "dropout" not in explicit:
+    if "dropout" not in where:
         config.dropout = arch["dropout"]
     geo = config.geometry
-    if "tile_size" not in explicit and not geo.is_valid(config.tile_size):
+    if "tile_size" not in where and not geo.is_valid(config.tile_size):
         config.tile_size = min((s for s in geo.nearest(config.tile_size) if s),
                                key=lambda s: abs(s - config.tile_size))
     config.init, config.init_sha256 = source.label, source.sha256

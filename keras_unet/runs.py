@@ -216,8 +216,10 @@ def plan_run(
     if config.init:  # fine-tuning: the model fixes the architecture (loads TensorFlow)
         from .finetune import apply_init
 
-        explicit = (set(given) | set(PRESETS.get(preset or "", {}))
-                    | (set(load_config_file(config_file)) if config_file else set()))
+        explicit = dict.fromkeys(PRESETS.get(preset or "", {}), f"--preset {preset}")
+        explicit.update(dict.fromkeys(load_config_file(config_file) if config_file else {},
+                                      Path(config_file).name if config_file else ""))
+        explicit.update(dict.fromkeys(given, ""))  # the command line wins, as in resolve_config
         config = apply_init(config, explicit, log)
     config.validate()
     run_dir = Path(output) if output else default_run_dir()

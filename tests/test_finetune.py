@@ -99,8 +99,12 @@ def test_options_that_would_change_the_model_are_refused(tmp_path, base_run, arg
 def test_init_conflicts_set_by_a_config_file_or_preset(tmp_path, base_run):
     cfg = tmp_path / "c.json"
     cfg.write_text('{"depth": 4}')
-    one_error_line(run("fit", "--init", base_run, "--config", cfg), "--depth 4 (the model has 2)")
-    one_error_line(run("fit", "--init", base_run, "--preset", "paper"), "--depth 5")
+    one_error_line(run("fit", "--init", base_run, "--config", cfg),
+                   "--depth 4 (from c.json; the model has 2)")
+    one_error_line(run("fit", "--init", base_run, "--preset", "paper"),
+                   "--depth 5 (from --preset paper; the model has 2)")
+    one_error_line(run("fit", "--init", base_run, "--config", cfg, "--depth", "3"),
+                   "--depth 3 (the model has 2)")  # the option wins over the file
 
 
 def test_init_and_resume_together_and_missing_models(tmp_path, base_run):
