@@ -325,7 +325,8 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
             xs, ys, names, mask_names = xs[:8], ys[:8], names[:8], names[:8]
     else:
         xs, ys, names, mask_names = read_pairs(config.images, config.masks, config.axes)
-        say(f"Read {len(xs)} image/mask pairs from {config.images} and {config.masks}.")
+        say(f"Read {len(xs)} image/mask pair{'s' * (len(xs) != 1)} from {config.images} and "
+            f"{config.masks}.")
     if config.val_images:
         val = read_pairs(config.val_images, config.val_masks, config.axes,
                          ("--val-images", "--val-masks"))
