@@ -330,7 +330,8 @@ def model_card(info: dict, config: dict) -> str:
     if curve:
         lines += ["Fine-tuning (`examples/finetune_curve.py`): " + (
             f"{curve['model']} fine-tuned against a U-Net trained from random weights, same "
-            f"steps and images, scored on {len(curve['test_images'])} other images:"), "",
+            f"steps and images, scored on {len(curve['test_images'])} other images"
+            + (f" of {curve['data']}" if curve.get("data") else "") + ":"), "",
             "| arm | training images | steps | AP50 | mAP |", "|---|---|---|---|---|",
             f"| zero-shot | 0 | 0 | {curve['zero_shot']['ap50']:.3f} | "
             f"{curve['zero_shot']['map']:.3f} |"]
@@ -377,7 +378,21 @@ def main() -> None:
                         help="copy the model into keras_unet/models/nuclei/ at the end")
     parser.add_argument("--curve", type=Path,
                         help="curve.json of examples/finetune_curve.py, for the model card")
+    parser.add_argument("--update-card", type=Path, metavar="CURVE",
+                        help="only add CURVE (a curve.json) to the packaged model's info.json "
+                        "and card; model.keras stays as it is (its sha256 too)")
     args = parser.parse_args()
+    if args.update_card:
+        dest = Path(__file__).resolve().parents[1] / "keras_unet" / "models" / "nuclei"
+        info = json.loads((dest / "info.json").read_text())
+        info["finetune_curve"] = json.loads(args.update_card.read_text())
+        from keras_unet.files import write_json_atomic
+
+        write_json_atomic(dest / "info.json", info)
+        (dest / "MODEL_CARD.md").write_text(model_card(info, json.loads(
+            (dest / "config.json").read_text())))
+        print(f"Model card: {dest / 'MODEL_CARD.md'}")
+        return
     folders = prepare(args.dsb, args.bbbc, args.out, args.pilot)
     run = args.out / "run"
     minutes = fit(folders, run, PILOT if args.pilot else FIT)
