@@ -66,14 +66,14 @@ def apply_init(config: TrainConfig, explicit: Iterable[str] | Mapping[str, str],
     arch = architecture_of(load_model(source.path))
     where = dict(explicit) if isinstance(explicit, Mapping) else dict.fromkeys(explicit, "")
 
-    def source(key: str) -> str:
+    def origin(key: str) -> str:
         return f"from {where[key]}; " if where[key] else ""
 
-    conflicts = [f"{option} {_shown(getattr(config, key))} ({source(key)}the model has "
+    conflicts = [f"{option} {_shown(getattr(config, key))} ({origin(key)}the model has "
                  f"{_shown(arch[key])})" for key, option in ARCHITECTURE.items()
                  if key in where and getattr(config, key) != arch[key]]
     if "normalization" in where and config.normalization != arch["normalization"]:
-        conflicts.append(f"--normalization {config.normalization} ({source('normalization')}the "
+        conflicts.append(f"--normalization {config.normalization} ({origin('normalization')}the "
                          f"model was trained with {arch['normalization']})")
     if conflicts:
         raise ValueError(f"--init {given}: {'; '.join(conflicts)} would change the model; drop "

@@ -77,9 +77,10 @@ def test_init_takes_the_architecture_and_the_fine_tuning_learning_rate(tmp_path,
     assert (resolved["depth"], resolved["filters"], resolved["padding"]) == (2, 2, "valid")
     assert resolved["lr"] == FINETUNE_LR
     assert resolved["tile_size"] == 252  # the default is valid for a depth-2 network
-    chosen = json.loads(run("fit", "--init", base_run, "--lr", "0.01", "--depth", "2",
-                            "--dry-run").output)
+    from_folder = run("fit", "--init", base_run, "--lr", "0.01", "--depth", "2", "--dry-run")
+    chosen = json.loads(from_folder.stdout)  # JSON alone on stdout
     assert chosen["lr"] == 0.01  # the user's rate; the same depth is no conflict
+    assert f"Using {(base_run / 'model.keras').resolve()}." in from_folder.stderr
 
 
 @pytest.mark.parametrize("args,message", [
@@ -189,9 +190,10 @@ def test_init_from_a_packaged_name_records_its_version_and_sha(tmp_path, package
     # a run folder called nuclei in the working folder wins, and the log says so
     (tmp_path / "nuclei").mkdir()
     result = run("fit", "--init", "nuclei", "--dry-run")
-    one_error_line(result, "the folder " + str(tmp_path / "nuclei") + " is not a model, and a "
-                   "file or folder of that name wins over the packaged model; write "
-                   "pretrained:nuclei for the packaged one")
+    one_error_line(result, "the folder " + str(tmp_path / "nuclei") + " is not a model (a model "
+                   "is a .keras file, a run folder or a SavedModel folder), and a file or folder "
+                   "of that name wins over the packaged model; write pretrained:nuclei for the "
+                   "packaged one")
     (tmp_path / "nuclei" / "model.keras").write_bytes((tmp_path / "r" / "model.keras").read_bytes())
     result = run("fit", "--init", "nuclei", "--dry-run")
     assert result.exit_code == 0, result.output
