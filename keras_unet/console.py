@@ -76,8 +76,8 @@ _state: dict = {}
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Hide TensorFlow's native log lines for the rest of the process (see the module docs).
 
-    Makes stdout line-buffered, so that log lines and ``Error:`` lines (stderr) keep their order
-    in a log file. Shows input warnings as one line each (:func:`show_input_warnings`), sets
+    Makes stdout line-buffered, so that its lines reach a log file as they are written (stderr
+    lines pass the filter below, a thread, and may still arrive a little later). Shows input warnings as one line each (:func:`show_input_warnings`), sets
     ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2. Does nothing with
     ``verbose``, with ``KERAS_UNET_VERBOSE=1``, when already done, or when stderr has no file
     descriptor (inside a test runner's capture, say).
