@@ -76,9 +76,11 @@ _state: dict = {}
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Hide TensorFlow's native log lines for the rest of the process (see the module docs).
 
-    Makes stdout line-buffered, so that its lines reach a log file as they are written (stderr
-    lines pass the filter below, a thread, and may still arrive a little later). Shows input warnings as one line each (:func:`show_input_warnings`), sets
-    ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2. Does nothing with
+    Makes stdout line-buffered, so that its lines reach a log file as they are written, in
+    order with Python's stderr lines (which a synchronous filter writes straight to the
+    terminal or file). Shows input warnings as one line each (:func:`show_input_warnings`),
+    sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2, where native
+    code writes, through a thread (native lines may arrive a little later than Python's). Does nothing with
     ``verbose``, with ``KERAS_UNET_VERBOSE=1``, when already done, or when stderr has no file
     descriptor (inside a test runner's capture, say).
     """
@@ -100,13 +102,13 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     sys.stderr.flush()
     os.dup2(write_end, fd)
     os.close(write_end)
-    # Python's stderr object still believes file descriptor 2 is what it was (a seekable file,
-    # say); give it a fresh, unseekable one over the pipe.
+    # Python's own writes to stderr (errors, warnings, click's lines) skip the pipe: they go
+    # straight to the original descriptor through a synchronous line filter, so that they stay in
+    # order with stdout in a log file (``> log 2>&1``). Only native writes go through the pump.
     previous = sys.stderr
-    sys.stderr = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False),
-                                  encoding=previous.encoding or "utf-8",
-                                  errors="backslashreplace", line_buffering=True,
-                                  write_through=True)
+    sys.stderr = _LineFilter(io.TextIOWrapper(
+        io.FileIO(original, "w", closefd=False), encoding=previous.encoding or "utf-8",
+        errors="backslashreplace", line_buffering=True, write_through=True))
 
     def pump() -> None:
         buffer = b""
@@ -127,6 +129,55 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     thread.start()
     _state.update(fd=fd, original=original, thread=thread, previous=previous)
     atexit.register(_restore)
+
+
+class _LineFilter(io.TextIOBase):
+    """A text stream that drops :data:`NATIVE_LOG` lines and passes the rest on, in the
+    caller's thread (Python-level absl log lines would otherwise reach the terminal)."""
+
+    def __init__(self, target: io.TextIOWrapper):
+        self._target = target
+        self._buffer = ""
+
+    @property
+    def encoding(self) -> str:
+        return self._target.encoding
+
+    @property
+    def errors(self) -> str:
+        return self._target.errors
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    @property
+    def buffer(self):  # binary writes (click.echo of bytes) pass unfiltered
+        self.flush()
+        return self._target.buffer
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        kept = [line + "\n" for line in lines
+                if not NATIVE_LOG.match(line.encode("utf-8", "backslashreplace"))]
+        if "\r" in self._buffer:  # progress bars redraw one line with \r
+            kept.append(self._buffer)
+            self._buffer = ""
+        if kept:
+            self._target.write("".join(kept))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer and not NATIVE_LOG.match(self._buffer.encode("utf-8", "backslashreplace")):
+            self._target.write(self._buffer)
+        self._buffer = ""
+        self._target.flush()
 
 
 def _restore() -> None:
