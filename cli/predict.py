@@ -130,9 +130,9 @@ def serving_status(server, model_name, model_version, timeout, as_json) -> None:
 @instance_options
 def evaluate(model, images, masks, mask_type, tile_size, batch_size, tta, as_json, axes, groups,
              **instance) -> None:
-    """Score MODEL (a .keras file, run folder or packaged name) on labelled images: pixel error,
-    IoU, Dice, Rand error, instance AP at IoU 0.5-0.95, mAP, AJI, F1, merges and splits; overall
-    and per group."""
+    """Score MODEL (a .keras file, a run folder, or a packaged model's name: nuclei) on
+    labelled images: pixel error, IoU, Dice, Rand error, instance AP at IoU 0.5-0.95, mAP, AJI,
+    F1, merges and splits; overall and per group."""
     from keras_unet.evaluate import evaluate_files, format_table
 
     # With --json, stdout carries only the JSON; the progress goes to stderr.
