@@ -34,8 +34,7 @@ from . import main
               "cover [default: the run's first image].")
 def export(model, fmt, name, version, output, overwrite, tile_size, batch_size, check, authors,
            license_id, description, image) -> None:
-    """Export MODEL (a .keras file, a run folder, or a packaged model's name: nuclei) for TF
-    Serving or bioimage.io."""
+    """Export MODEL (a .keras file, run folder, packaged model: nuclei) for TF Serving/bioimage.io."""
     if fmt == "bioimageio":
         from keras_unet.bioimage import export_bioimageio_file
 

@@ -31,6 +31,7 @@ __all__ = [
     "CALIBRATION_METRICS",
     "FINETUNE_LR",
     "CALIBRATE_ON",
+    "BALANCE",
     "AUTO_VAL_FRACTION",
     "AUTO_VAL_MIN_IMAGES",
     "check_keys",
@@ -50,6 +51,8 @@ FINETUNE_LR = 1e-3
 CALIBRATION_METRICS = ("ap50", "rand")
 #: where the object settings are calibrated (TrainConfig.calibrate)
 CALIBRATE_ON = ("auto", "validation", "off")
+#: fit --balance: how often each training image is drawn (besides a CSV of groups)
+BALANCE = ("none", "kind")
 #: the default validation split (TrainConfig.val_fraction None): this fraction of the images ...
 AUTO_VAL_FRACTION = 0.1
 #: ... when there are at least this many
@@ -204,6 +207,12 @@ class TrainConfig(Augmentation):
     input_dtype: str | None = field(default=None, metadata={})
     input_min: float | None = field(default=None, metadata={})
     input_max: float | None = field(default=None, metadata={})
+    balance: str = setting(
+        "none", "How often each training image is drawn: none (all alike); kind (by kind of "
+        "image, which fit tells from the pixels: grey or colour, dark or bright background); or "
+        "a CSV of 'file name,group' rows. With kind or a CSV, each group is drawn in proportion "
+        "to the square root of its number of images, so a few images of a rare kind are seen "
+        "more often, and a common kind still most.")
     axes: str | None = setting(None, "Axes of TIFF images whose files do not say, one letter per "
                                "stored axis: Y, X, C (channels), Z or T (pages); e.g. YXC, CYX.")
     # model
@@ -336,6 +345,9 @@ class TrainConfig(Augmentation):
         if self.calibrate_metric not in CALIBRATION_METRICS:
             raise ValueError(f"calibrate_metric must be {' or '.join(CALIBRATION_METRICS)}, "
                              f"got {self.calibrate_metric!r}")
+        if self.balance not in BALANCE and not str(self.balance).lower().endswith(".csv"):
+            raise ValueError(f"balance must be none, kind or a .csv file of 'file name,group' "
+                             f"rows, got {self.balance!r}")
         self.axes = check_axes(self.axes)
         if self.freeze_encoder and not self.init:
             raise ValueError("--freeze-encoder goes with --init MODEL (a model to fine-tune)")

@@ -24,23 +24,14 @@ import numpy as np
 
 from ._compat import tf
 from . import augment
+from .balance import check_draws
 from .config import AUTO_VAL_FRACTION, AUTO_VAL_MIN_IMAGES, Augmentation
 from .demo import demo_data
 from .geometry import Geometry
 
-__all__ = [
-    "demo_data",
-    "TrainingSet",
-    "NormalisedImages",
-    "cut_window",
-    "reflect",
-    "training_dataset",
-    "validation_dataset",
-    "validation_tiles",
-    "split_validation",
-    "validation_rule",
-    "crop_to_output",
-]
+__all__ = ["demo_data", "TrainingSet", "NormalisedImages", "cut_window", "reflect",
+           "training_dataset", "validation_dataset", "validation_tiles", "split_validation",
+           "validation_rule", "crop_to_output"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,6 +76,8 @@ class TrainingSet:
             raw intensities; None when unknown.
         scale: the raw value of full intensity (255 for 8-bit images).
         normalization: the normalisation mode (``"image"``, ``"fixed"``, ``"percentile"``).
+        draws: per image, the probability that a training tile is cut from it (summing to 1);
+            None: every image alike (see ``fit --balance``).
     """
 
     images: Sequence[np.ndarray]
@@ -96,10 +89,12 @@ class TrainingSet:
     stats: Sequence[tuple[float, float]] | None = None
     scale: float = 1.0
     normalization: str = "image"
+    draws: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         if not len(self.images):
             raise ValueError("the training set is empty")
+        check_draws(self.draws, len(self.images))
         if not (len(self.images) == len(self.labels) == len(self.weights)):
             raise ValueError("images, labels and weights must have the same length")
         if self.stats is not None and len(self.stats) != len(self.images):
@@ -231,8 +226,8 @@ def training_dataset(
 ) -> tf.data.Dataset:
     """An endless, deterministic ``tf.data.Dataset`` of random, augmented training tiles.
 
-    Each step picks an image and an output window inside it (stateless RNG from the step number
-    and ``seed``), cuts the input tile around it from the mirror-padded image, and, with
+    Each step picks an image (all alike, or as often as ``data.draws`` says) and an output window
+    inside it (stateless RNG from the step number and ``seed``), cuts the input tile around it from the mirror-padded image, and, with
     ``augmentation``, resamples it (rotation, shift, the paper's elastic deformation; the image
     bilinearly, labels and weights by nearest neighbour, all reading real context around the
     tile), flips/rotates it by 90 degrees and changes grey values. Labels and weights are then
@@ -271,6 +266,9 @@ def training_dataset(
     offsets = tf.constant([float(s[0]) for s in stats], tf.float32)
     divisors = tf.constant([float(s[1]) for s in stats], tf.float32)
     types = [_dtype(data.images), _dtype(data.labels), _dtype(data.weights)]
+    check_draws(data.draws, n)
+    logits = (None if data.draws is None else
+              tf.constant(np.log(np.asarray(data.draws, np.float64))[None], tf.float32))
 
     def read(idx, top, left):  # NumPy, outside the graph: one window of each array
         i, top, left = int(idx), int(top), int(left)
@@ -280,7 +278,10 @@ def training_dataset(
 
     def sample(step):
         s = tf.stack([tf.cast(seed, tf.int64), step])
-        idx = tf.random.stateless_uniform([], s, 0, n, dtype=tf.int32)
+        if logits is None:
+            idx = tf.random.stateless_uniform([], s, 0, n, dtype=tf.int32)
+        else:
+            idx = tf.cast(tf.random.stateless_categorical(logits, 1, s)[0, 0], tf.int32)
         yx = tf.random.stateless_uniform([2], s + [0, 1 << 40], 0, 1 << 30, dtype=tf.int32)
         y, x = yx[0] % max_y[idx], yx[1] % max_x[idx]
         # The window's top-left corner in image coordinates (the input tile's is ``reach`` px in).

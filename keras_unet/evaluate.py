@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from ._compat import keras
 from .axes import check_axes
 from .config import CALIBRATION_METRICS
-from .images import read_pairs
+from .images import groups_of, read_groups, read_pairs
 from .instances import label_instances
 from .metrics import (
     TAUS,
@@ -37,38 +37,6 @@ __all__ = ["evaluate_files", "format_table", "calibrate_instances", "choose_inst
 
 #: the instance scores reported per group
 GROUP_KEYS = ("ap50", "ap75", "map", "aji", "f1", "n_pred", "n_true", "merges", "splits")
-
-
-def read_groups(path: str | os.PathLike) -> dict[str, str]:
-    """``{file name: group}`` from a CSV of ``file name,group`` rows (a first row ``...,group``
-    is a header; blank lines are skipped). A file name may be given with or without its suffix.
-
-    Raises:
-        ValueError: naming the file and line of a row that is not two non-empty cells, or of a
-            file named twice.
-    """
-    import csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"groups file {path} does not exist")
-    groups: dict[str, str] = {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for line, row in enumerate(csv.reader(f), 1):
-            cells = [c.strip() for c in row]
-            if not any(cells):
-                continue
-            if len(cells) != 2 or not all(cells):
-                raise ValueError(f"{path}, line {line}: expected 'file name,group', got "
-                                 f"{','.join(row)!r}")
-            if line == 1 and cells[1].lower() == "group":
-                continue
-            if cells[0] in groups:
-                raise ValueError(f"{path}, line {line}: {cells[0]} is given a group twice")
-            groups[cells[0]] = cells[1]
-    if not groups:
-        raise ValueError(f"groups file {path} names no file")
-    return groups
 
 
 def group_folders(images: str | os.PathLike) -> list[str]:
@@ -106,18 +74,7 @@ def _load_grouped(images, masks, groups, axes: str | None = None
     if groups is None:
         return xs, ys, names, mask_names, None
     table = read_groups(groups) if isinstance(groups, (str, os.PathLike)) else dict(groups)
-    of, used = [], set()
-    for name in names:
-        key = name if name in table else Path(name).stem
-        if key not in table:
-            raise ValueError(f"{groups} gives no group for {name}; add a line '{name},GROUP'")
-        of.append(table[key])
-        used.add(key)
-    unknown = sorted(set(table) - used)
-    if unknown:
-        raise ValueError(f"{groups} names {unknown[0]}, which is not among the images in "
-                         f"{images}")
-    return xs, ys, names, mask_names, of
+    return xs, ys, names, mask_names, groups_of(names, table, str(groups), str(images))
 
 
 def evaluate_files(

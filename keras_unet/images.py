@@ -31,6 +31,7 @@ Every failure is a ``ValueError`` or ``FileNotFoundError`` whose message names t
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -57,6 +58,8 @@ __all__ = [
     "read_pairs",
     "Pairs",
     "by_stem",
+    "read_groups",
+    "groups_of",
 ]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -294,3 +297,56 @@ def load_pairs(
         FileNotFoundError: naming a missing file or folder.
     """
     return read_pairs(images, masks, axes)[:3]
+
+
+def read_groups(path: str | os.PathLike) -> dict[str, str]:
+    """``{file name: group}`` from a CSV of ``file name,group`` rows (a first row ``...,group``
+    is a header; blank lines are skipped). A file name may be given with or without its suffix.
+
+    Raises:
+        ValueError: naming the file and line of a row that is not two non-empty cells, or of a
+            file named twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"groups file {path} does not exist")
+    groups: dict[str, str] = {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        for line, row in enumerate(csv.reader(f), 1):
+            cells = [c.strip() for c in row]
+            if not any(cells):
+                continue
+            if len(cells) != 2 or not all(cells):
+                raise ValueError(f"{path}, line {line}: expected 'file name,group', got "
+                                 f"{','.join(row)!r}")
+            if line == 1 and cells[1].lower() == "group":
+                continue
+            if cells[0] in groups:
+                raise ValueError(f"{path}, line {line}: {cells[0]} is given a group twice")
+            groups[cells[0]] = cells[1]
+    if not groups:
+        raise ValueError(f"groups file {path} names no file")
+    return groups
+
+
+def groups_of(names: Sequence[str], table: dict[str, str], source: str, folder: str,
+              all_listed: bool = True) -> list[str]:
+    """The group of each image name in ``table`` (from :func:`read_groups`; a name matches with
+    or without its suffix).
+
+    Raises:
+        ValueError: an image that ``table`` gives no group; with ``all_listed``, also a file in
+            ``table`` that is not among ``names`` (a misspelt name would otherwise go unseen).
+    """
+    of, used = [], set()
+    for name in names:
+        key = name if name in table else Path(name).stem
+        if key not in table:
+            raise ValueError(f"{source} gives no group for {name}; add a line '{name},GROUP'")
+        of.append(table[key])
+        used.add(key)
+    unknown = sorted(set(table) - used)
+    if all_listed and unknown:
+        raise ValueError(f"{source} names {unknown[0]}, which is not among the images in "
+                         f"{folder}")
+    return of

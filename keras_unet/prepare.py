@@ -15,21 +15,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .cache import (
-    CacheWriter,
-    cache_key,
-    cache_lock,
-    check_cache_dir,
-    check_data_memory,
-    default_cache_dir,
-    default_data_memory,
-    gb,
-    open_cache,
-    remove_stale,
-)
+from .cache import (CacheWriter, cache_key, cache_lock, check_cache_dir, check_data_memory,
+                    default_cache_dir, default_data_memory, gb, open_cache, remove_stale)
 from .console import no_bar
 from .config import TrainConfig
 from .data import TrainingSet, demo_data, split_validation, validation_rule
+from .balance import draw_probabilities, image_groups
 from .images import read_pairs
 from .preprocess import Normalizer, dtype_scale
 from .targets import labels_from_mask, mask_kind
@@ -327,6 +318,7 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
         xs, ys, names, mask_names = read_pairs(config.images, config.masks, config.axes)
         say(f"Read {len(xs)} image/mask pair{'s' * (len(xs) != 1)} from {config.images} and "
             f"{config.masks}.")
+    groups = image_groups(config.balance, xs, names, config.images)
     if config.val_images:
         val = read_pairs(config.val_images, config.val_masks, config.axes,
                          ("--val-images", "--val-masks"))
@@ -339,6 +331,7 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
                    [mask_names[i] for i in held])
             xs, ys, names = [xs[i] for i in keep], [ys[i] for i in keep], [names[i] for i in keep]
             mask_names = [mask_names[i] for i in keep]
+            groups = groups and [groups[i] for i in keep]
             say(f"Holding out {len(held)} of {len(keep) + len(held)} images for validation and "
                 f"calibration ({why}): {', '.join(val[2])}.")
         elif why:
@@ -358,6 +351,10 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     kinds = {mask_kind(y, config.n_classes, config.mask_type) for y in ys}
     if "binary" in kinds and any(int(y.max()) == 255 for y in ys):
         say("Binary masks: 0 is background, 255 is class 1.")
+    draws = None
+    if groups is not None:
+        draws, line = draw_probabilities(groups)
+        say(line)
     sets = {"train": (xs, ys, names, mask_names)}
     if val:
         sets["val"] = tuple(list(v) for v in val)
@@ -381,6 +378,7 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
                                             bar.update, masks_option=options[k]),
                               normalizers[k], config, keep[k])
                    for k, v in sets.items()}
+        out["train"].draws = draws
         return out["train"], out.get("val")
     root = check_cache_dir(default_cache_dir() if cache_dir is None else cache_dir)
     key = cache_key({k: v[:2] for k, v in sets.items()}, {
@@ -410,4 +408,5 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
                 "masks and settings).")
     for k, data in cached.items():  # how the cached images are normalised
         data.scale, data.normalization = normalizers[k].scale, normalizers[k].mode
+    cached["train"].draws = draws
     return cached["train"], cached.get("val")

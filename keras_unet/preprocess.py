@@ -63,6 +63,7 @@ from .layers import Preprocessing
 
 __all__ = [
     "NORMALIZATIONS",
+    "image_kind",
     "Normalizer",
     "Preprocessing",
     "normalizer_of",
@@ -246,6 +247,37 @@ class Normalizer:
             return (f"per image: map the {PERCENTILES[0]:g} and {PERCENTILES[1]:g} percentiles "
                     "to 0 and 1")
         return "per image: subtract the mean, divide by the standard deviation"
+
+
+def image_kind(image: np.ndarray) -> str:
+    """The kind of a raw image, from its pixels: ``"grey"`` or ``"colour"``, and ``"dark
+    background"`` or ``"bright background"``; e.g. ``"colour, bright background"`` for H&E.
+
+    Used to draw each kind of training image alike (``fit --balance kind``), never to change
+    pixels, so a wrong guess costs only how often an image is drawn.
+
+    * colour: 3 or more channels that differ, on average, by more than 2 % of the image's
+      intensity range (0.5th to 99.5th percentile); grey stored as RGB is grey;
+    * bright background: the median of the mean over channels above its mean. Objects on a
+      dark background (fluorescence) skew the intensities to the bright side, so the mean lies
+      above the median; dark objects on a bright one (brightfield, H&E) skew them the other
+      way.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)``, any dtype; every 4th pixel each way is looked at.
+    """
+    x = np.asarray(image)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3:
+        raise ValueError(f"image_kind takes (H, W) or (H, W, C) images, got shape {x.shape}")
+    x = x[::4, ::4].astype(np.float32)
+    grey = x.mean(axis=-1)
+    low, high = np.percentile(x, (0.5, 99.5))
+    spread = float((x.max(axis=-1) - x.min(axis=-1)).mean()) if x.shape[-1] >= 3 else 0.0
+    colour = "colour" if spread > 0.02 * max(float(high - low), 1e-12) else "grey"
+    bright = float(np.median(grey)) > float(grey.mean())
+    return f"{colour}, {'bright' if bright else 'dark'} background"
 
 
 def _channel_fix(wanted: int, given: int) -> str:

@@ -12,7 +12,7 @@ PACKAGE = ROOT / "keras_unet"
 # Bottom to top: the data's way through the package. A module may import only those before it.
 LAYERS = [
     "_version", "files", "axes", "geometry", "config", "settings", "console", "_compat", "layers", "images",
-    "preprocess", "lazyio", "weights", "targets", "model", "losses", "augment", "demo", "data", "cache", "prepare", "tiling",
+    "preprocess", "lazyio", "weights", "targets", "model", "losses", "augment", "demo", "balance", "data", "cache", "prepare", "tiling",
     "instances", "metrics", "visualize", "outputs", "serving", "remote", "large", "pretrained", "predict", "evaluate",
     "finetune", "devices", "runs", "callbacks", "training",
     "signatures", "warmup", "bioimage_model", "bioimage", "export",
