@@ -26,16 +26,10 @@ is trained on.
 
 The script runs, in order (each step is skipped when its result is there):
 
-1. links or converts the images into ``OUT/data/{train,val,test-dsb,test-bbbc}/{images,masks}``,
-   and ``OUT/data/train-balanced``: the training images with each DSB image linked
-   ``DSB_REPEAT`` times;
-2. ``keras-unet fit`` with the settings of ``FIT`` (seed, steps) into ``OUT/run`` (stage 1);
-3. ``keras-unet fit --init OUT/run`` on ``train-balanced`` with the settings of ``STAGE2`` into
-   ``OUT/run-balanced`` (stage 2, from version 1.1: in stage 1 the DSB images were a quarter of
-   the tiles, and the model scored AP50 0.733 on the held-out DSB images against 0.909 on
-   BBBC039);
-4. ``keras-unet evaluate`` zero-shot on each held-out set, into ``OUT/heldout.json``;
-5. with ``--package``: copies the model into ``keras_unet/models/nuclei/`` (float16 weights,
+1. links or converts the images into ``OUT/data/{train,val,test-dsb,test-bbbc}/{images,masks}``;
+2. ``keras-unet fit`` with the settings of ``FIT`` (seed, steps) into ``OUT/run``;
+3. ``keras-unet evaluate`` zero-shot on each held-out set, into ``OUT/heldout.json``;
+4. with ``--package``: copies the model into ``keras_unet/models/nuclei/`` (float16 weights,
    ``info.json`` with the figures; the float16 error is measured on the held-out images).
 
 ``--pilot`` trains a small subset for a few hundred steps into ``OUT/run`` (a check that the
@@ -103,15 +97,10 @@ BBBC_VAL = [
 SEED = 0
 #: keras-unet fit settings of the packaged model (the CLI defaults, with more steps for more data)
 FIT = {"seed": SEED, "epochs": 60, "steps-per-epoch": 100}
-#: stage 2 (version 1.1): `fit --init` from stage 1 on the same images with each DSB image drawn
-#: DSB_REPEAT times as often (fit draws images uniformly: 36 DSB of 155 images were 23 % of the
-#: tiles in stage 1; with 3 copies, 108 of 227 = 48 %). Learning rate: fit --init's default.
-STAGE2 = {"seed": SEED + 1, "epochs": 25, "steps-per-epoch": 100}
-DSB_REPEAT = 3
 #: --pilot: a subset and few steps, to check the way end to end
 PILOT = {"seed": SEED, "epochs": 6, "steps-per-epoch": 100}
 PILOT_IMAGES = 6  # of each collection's training images
-VERSION = "1.1"
+VERSION = "1.0"
 
 
 def fluorescence(dsb: Path) -> list[str]:
@@ -168,17 +157,6 @@ def prepare(dsb: Path, bbbc: Path, out: Path, pilot: bool) -> dict[str, Path]:
         folders[part] = out / "data" / part
         put_dsb(dsb, d, folders[part])
         put_bbbc(bbbc, b, folders[part])
-    balanced = out / "data" / "train-balanced"
-    for kind in ("images", "masks"):
-        (balanced / kind).mkdir(parents=True, exist_ok=True)
-        for source in sorted((folders["train"] / kind).iterdir()):
-            copies = DSB_REPEAT if not source.name.startswith("IXM") else 1
-            for k in range(copies):
-                target = balanced / kind / (source.name if k == 0 else
-                                            f"{source.stem}-copy{k}{source.suffix}")
-                if not target.exists() and not target.is_symlink():
-                    target.symlink_to(source.resolve())
-    folders["train-balanced"] = balanced
     print(f"Training on {len(d_train)} DSB + {len(b_train)} BBBC039 images; calibrating on "
           f"{len(DSB_VAL)} + {len(BBBC_VAL)}; held out {len(DSB_TEST)} + {len(BBBC_TEST)}.")
     return folders
@@ -194,10 +172,8 @@ def finished_epochs(run: Path) -> int:
     return max(len(history.read_text().splitlines()) - 1, 0) if history.exists() else 0
 
 
-def fit(folders: dict[str, Path], run: Path, settings: dict, init: Path | None = None,
-        part: str = "train") -> float:
-    """Train (from ``init``'s weights when given), or resume a run that stopped; returns the
-    minutes this call took."""
+def fit(folders: dict[str, Path], run: Path, settings: dict) -> float:
+    """Train, or resume a run that stopped; returns the minutes this call took."""
     start = time.time()
     epochs = settings["epochs"]
     if (run / "model.keras").exists() and finished_epochs(run) >= epochs:
@@ -206,13 +182,11 @@ def fit(folders: dict[str, Path], run: Path, settings: dict, init: Path | None =
     if (run / "checkpoints" / "last.keras").exists():
         command = cli() + ["fit", "--resume", str(run), "--epochs", str(epochs)]
     else:
-        command = cli() + ["fit", "--images", str(folders[part] / "images"),
-                           "--masks", str(folders[part] / "masks"),
+        command = cli() + ["fit", "--images", str(folders["train"] / "images"),
+                           "--masks", str(folders["train"] / "masks"),
                            "--val-images", str(folders["val"] / "images"),
                            "--val-masks", str(folders["val"] / "masks"),
                            "--output", str(run), "--overwrite"]
-        if init is not None:
-            command += ["--init", str(init)]
         for key, value in settings.items():
             command += [f"--{key}", str(value)]
     print("$", " ".join(command), flush=True)
@@ -250,13 +224,7 @@ def package(run: Path, folders: dict[str, Path], scores: dict, pilot: bool, minu
     images = [read_image(p) for part in ("test-dsb", "test-bbbc")
               for p in sorted((folders[part] / "images").glob("*.tif"))[:3]]
     config = json.loads((run / "config.json").read_text())
-    runs = [run.with_name("run"), run] if run.name == "run-balanced" else [run]
-    stages = [json.loads((r / "config.json").read_text()) for r in runs]
-    info = {"pilot": pilot,
-            "trained_steps": sum(c["epochs"] * c["steps_per_epoch"] for c in stages),
-            "stages": [{"steps": c["epochs"] * c["steps_per_epoch"], "seed": c["seed"],
-                        "lr": c["lr"], "dsb_repeat": DSB_REPEAT if c.get("init") else 1}
-                       for c in stages],
+    info = {"pilot": pilot, "trained_steps": config["epochs"] * config["steps_per_epoch"],
             "training_minutes_last_session": round(minutes or session_minutes(run), 1),
             "trained_images": {"dsb2018": len(list((folders["train"] / "images").glob("[0-9a-f]*"))),
                                "bbbc039": len(list((folders["train"] / "images").glob("IXM*")))},
@@ -282,19 +250,6 @@ def session_minutes(run: Path) -> float:
     """Minutes from the run's config.json (written when a session starts) to its model.keras
     (written after training and calibration): the last session's wall time."""
     return ((run / "model.keras").stat().st_mtime - (run / "config.json").stat().st_mtime) / 60
-
-
-def stage_lines(info: dict) -> list[str]:
-    """The training stages, when there were two (version 1.1 on)."""
-    stages = info.get("stages", [])
-    if len(stages) < 2:
-        return []
-    first, second = stages
-    return [f"Two stages: {first['steps']} steps from random weights (seed {first['seed']}, lr "
-            f"{first['lr']:g}), then `fit --init` from that model for {second['steps']} steps "
-            f"(seed {second['seed']}, lr {second['lr']:g}) on the same images with each DSB "
-            f"image drawn {second['dsb_repeat']} times as often (the DSB images were 23 % of "
-            "the tiles in the first stage, 48 % in the second).", ""]
 
 
 NORMALISATION = {"image": "subtract the mean, divide by the standard deviation",
@@ -361,7 +316,6 @@ def model_card(info: dict, config: dict) -> str:
         f"`{config.get('mixed_precision') or 'off'}`, which is bfloat16 on a CPU with AVX-512 "
         f"BF16, as here). The last session took {info['training_minutes_last_session']} "
         "minutes (training and calibration) on a 2-core CPU shared with other jobs.", "",
-        *stage_lines(info), 
         "## Figures on held-out images", "",
         "Zero-shot: the trained model (float32; the float16 copy shipped differs as stated "
         "above) on images it never saw, with its calibrated object settings. AP at IoU t = TP "
@@ -442,9 +396,6 @@ def main() -> None:
     folders = prepare(args.dsb, args.bbbc, args.out, args.pilot)
     run = args.out / "run"
     minutes = fit(folders, run, PILOT if args.pilot else FIT)
-    if not args.pilot:  # stage 2: the same images, DSB drawn DSB_REPEAT times as often
-        stage1, run = run, args.out / "run-balanced"
-        minutes = fit(folders, run, STAGE2, init=stage1, part="train-balanced")
     scored = args.out / "heldout.json"
     if scored.exists() and scored.stat().st_mtime > (run / "model.keras").stat().st_mtime:
         scores = json.loads(scored.read_text())  # this model's, from an earlier call
