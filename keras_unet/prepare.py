@@ -105,15 +105,7 @@ def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainCon
         ValueError: naming the image, for unreadable pixels, sizes or masks.
     """
     mask_name = mask_name or name
-    x = normalizer.channels_of(image, name)
-    normalizer.check(x, name)  # NaN and infinite values are refused, as by every command
-    x = held(x)
-    if x.shape[:2] != np.shape(mask)[:2]:
-        raise ValueError(
-            f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
-            f"{np.shape(mask)[1]}x{np.shape(mask)[0]} (width x height; {mask_name}); they "
-            "must match"
-        )
+    x = held(check_pair(image, mask, name, mask_name, normalizer))
     offset, divisor = normalizer.stats(x)
     kind = mask_kind(mask, config.n_classes, config.mask_type)
     y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, mask_name,
@@ -128,6 +120,18 @@ def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainCon
                    if config.border_width else separated)
     return Prepared(x, (float(offset), float(divisor)), y.astype(np.uint8), weights,
                     counts[counts > 0], kind, objects)
+
+
+def check_pair(image: np.ndarray, mask: np.ndarray, name: str, mask_name: str,
+               normalizer: Normalizer) -> np.ndarray:
+    """The image's channels as the normaliser takes them, after every command's checks (channels,
+    NaN, value range) and its mask's size: ValueError naming the file."""
+    x = normalizer.channels_of(image, name)
+    normalizer.check(x, name)
+    if x.shape[:2] != np.shape(mask)[:2]:
+        raise ValueError(f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is {np.shape(mask)[1]}"
+                         f"x{np.shape(mask)[0]} (width x height; {mask_name}); they must match")
+    return x
 
 
 @contextlib.contextmanager
@@ -367,6 +371,10 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     normalizers = {k: normalizer_for(v[0], config, v[2], record=k == "train",
                                      channels=channels)
                    for k, v in sets.items()}
+    with _init_hint(channels):  # every image's channels and values, before any weight map
+        for k, (images, masks, names, mask_names) in sets.items():
+            for x, y, name, mask_name in zip(images, masks, names, mask_names):
+                check_pair(x, y, name, mask_name, normalizers[k])
     need = sum(held_bytes(v[0], normalizers[k], keep[k]) for k, v in sets.items())
     budget = check_data_memory(default_data_memory() if data_memory is None else data_memory)
     n = sum(len(v[0]) for v in sets.values())

@@ -292,3 +292,30 @@ def test_nan_found_mid_way_blockwise_leaves_no_half_written_output(tmp_path, rng
         predict_large(net, tmp_path / "a.tif", tmp_path / "out", tile_size=44,
                       strip_pixels=2000, instances={"threshold": 0.5}, probabilities=True)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["nan", "size"])
+def test_fit_refuses_a_bad_image_before_any_weight_map(tmp_path, rng, bad):
+    """A NaN image or a mask of another size, last in the folder, is refused before the weight
+    maps of the images before it are computed (data.md: 'checked before any work')."""
+    from keras_unet.config import TrainConfig
+    from keras_unet.prepare import load_training_data
+
+    for kind in ("images", "masks"):
+        (tmp_path / kind).mkdir()
+    for i in range(3):
+        image = rng.random((40, 48)).astype(np.float32)
+        mask = (image > 0.5).astype(np.uint8) * 255
+        if i == 2 and bad == "nan":
+            image[5, 5] = np.nan
+        if i == 2 and bad == "size":
+            mask = mask[:30]
+        tifffile.imwrite(tmp_path / "images" / f"{i}.tif", image)
+        tifffile.imwrite(tmp_path / "masks" / f"{i}.tif", mask)
+    lines = []
+    config = TrainConfig(images=str(tmp_path / "images"), masks=str(tmp_path / "masks"),
+                         depth=2, tile_size=44).validate()
+    message = "2.tif: the image holds NaN" if bad == "nan" else "2.tif: image is 48x40 but its mask"
+    with pytest.raises(ValueError, match=message):
+        load_training_data(config, lines.append, data_memory=1)
+    assert not any(line.startswith("Data:") for line in lines), lines
