@@ -342,7 +342,14 @@ def groups_of(names: Sequence[str], table: dict[str, str], source: str, folder: 
     for name in names:
         key = name if name in table else Path(name).stem
         if key not in table:
-            raise ValueError(f"{source} gives no group for {name}; add a line '{name},GROUP'")
+            import difflib
+
+            known = set(names) | {Path(n).stem for n in names}
+            close = difflib.get_close_matches(name, [t for t in table if t not in known], 1)
+            hint = (f" (it names {close[0]}, which is not among the images: a misspelling of "
+                    f"{name}?)" if close else "")
+            raise ValueError(f"{source} gives no group for {name}; add a line '{name},GROUP'"
+                             + hint)
         of.append(table[key])
         used.add(key)
     unknown = sorted(set(table) - used)

@@ -89,8 +89,9 @@ def _odd_one(what: str, values: list, names: list[str]) -> str:
     common, count = Counter(values).most_common(1)[0]
     odd = [(n, v) for n, v in zip(names, values) if v != common]
     shown = ", ".join(f"{n} has {v}" for n, v in odd[:3]) + (" ..." if len(odd) > 3 else "")
-    it = "it" if len(odd) == 1 else "them"
-    return f"the images mix {what}: {shown}, the other {count} have {common}; convert {it}"
+    hint = " (8-bit values x 257 are exact)" if str(common) == "uint16" else ""
+    return (f"the images mix {what}: {shown}, the other {count} have {common}; convert "
+            f"{'it' if len(odd) == 1 else 'them'} to {common}{hint}")
 
 
 def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainConfig,
@@ -256,8 +257,7 @@ def collect(items: Iterable[Prepared], normalizer: Normalizer, config: TrainConf
                        summary.border_width, stats, normalizer.scale, normalizer.mode)
 
 
-def _drain(xs: list, ys: list, names: list, mask_names: list
-           ) -> Iterator[tuple[np.ndarray, np.ndarray, str, str]]:
+def _drain(xs: list, ys: list, names: list, mask_names: list) -> Iterator[tuple]:
     """The items of four lists, images and masks dropped from them once handed out (so a raw
     mask is freed as soon as its labels and weights exist)."""
     for i in range(len(xs)):

@@ -141,9 +141,9 @@ class Normalizer:
             bad = int(np.count_nonzero(~np.isfinite(x)))
             if bad:
                 raise ValueError(
-                    f"{name}: the image holds NaN or infinite values ({bad} pixels); replace them "
-                    "(e.g. with numpy.nan_to_num) or crop them away: the network would call them "
-                    "background")
+                    f"{name}: the image holds NaN or infinite values ({bad} pixel"
+                    f"{'s' * (bad != 1)}); replace them (e.g. with numpy.nan_to_num) or crop them "
+                    "away: the network would call them background")
         if self.mode != "fixed" or self.high is None or x.size == 0:
             return []
         top = float(x.max())

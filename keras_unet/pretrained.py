@@ -35,7 +35,7 @@ from .preprocess import instance_settings_of, normalizer_of, set_instance_settin
 
 __all__ = ["MODELS_DIR", "PREFIX", "ModelSource", "packaged_models", "packaged_info",
            "resolve_model", "model_source", "load_pretrained", "architecture_of", "as_float32",
-           "save_half", "half_precision_error", "package_model", "file_sha256"]
+           "save_half", "half_precision_error", "package_model", "file_sha256", "sample"]
 
 #: where the packaged models live (package data)
 MODELS_DIR = Path(__file__).with_name("models")
@@ -63,6 +63,19 @@ def packaged_info(name: str) -> dict[str, Any]:
     """The ``info.json`` of a packaged model ({} if it has none)."""
     path = _folder(name) / "info.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def sample(name: str = "nuclei") -> Path:
+    """The sample image that ships with packaged model ``name`` (``sample.tif``: for the
+    nuclei model a 256 px crop of a held-out BBBC039 image, CC0), to try the model on.
+
+    Raises:
+        ValueError: ``name`` is not a packaged model, or it has no sample image.
+    """
+    path = _folder(name) / "sample.tif"
+    if not path.is_file():
+        raise ValueError(f"the packaged model {name!r} has no sample image")
+    return path
 
 
 def file_sha256(path: str | os.PathLike) -> str:

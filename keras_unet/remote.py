@@ -45,9 +45,10 @@ def remote_mask(client: ServingClient, page: np.ndarray, name: str) -> np.ndarra
     class ids otherwise); see the module docs for the way it is sent."""
     import cv2
 
-    if page.dtype.kind == "f" and not np.all(np.isfinite(page)):
+    bad = int(np.count_nonzero(~np.isfinite(page))) if page.dtype.kind == "f" else 0
+    if bad:
         raise ValueError(f"{name}: the image holds NaN or infinite values "
-                         f"({int(np.count_nonzero(~np.isfinite(page)))} pixels); replace them "
+                         f"({bad} pixel{'s' * (bad != 1)}); replace them "
                          "(e.g. with numpy.nan_to_num) or crop them away: the network would call "
                          "them background")
     png = png_payload(page)

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from dataclasses import dataclass
 
-from .config import ADDED_SETTINGS, PRESETS, TrainConfig
+from .config import ADDED_SETTINGS, BALANCE, PRESETS, TrainConfig
 from .settings import load_config_file, resolve_config
 from .files import atomic_path, check_writable
 
@@ -222,6 +222,10 @@ def plan_run(
         explicit.update(dict.fromkeys(given, ""))  # the command line wins, as in resolve_config
         config = apply_init(config, explicit, log)
     config.validate()
+    for name in ("images", "masks", "val_images", "val_masks", "balance"):  # config.json holds
+        value = getattr(config, name)  # absolute paths, so --resume works from any folder
+        if value and (name != "balance" or value not in BALANCE):
+            setattr(config, name, os.path.abspath(value))
     run_dir = Path(output) if output else default_run_dir()
     check_writable(run_dir, "run directory")
     if export_dir is not None:

@@ -70,6 +70,11 @@ def test_groups_from_a_csv(tmp_path):
         image_groups(str(table), images, ["1.png", "2.png", "4.png"])
     with pytest.raises(ValueError, match="names 3.png, which is not among the images in imgs"):
         image_groups(str(table), images[:2], ["1.png", "2.png"], "imgs")
+    table.write_text("1.png,stained\n2.pgn,fluorescence\n3.png,fluorescence\n")
+    with pytest.raises(ValueError, match=r"gives no group for 2.png; add a line '2.png,GROUP' "
+                       r"\(it names 2.pgn, which is not among the images: a misspelling of "
+                       r"2.png\?\)"):
+        image_groups(str(table), images, ["1.png", "2.png", "3.png"])
     with pytest.raises(FileNotFoundError, match="missing.csv: no such file; give a CSV"):
         image_groups(str(tmp_path / "missing.csv"), images, ["1.png"])
 

@@ -120,7 +120,7 @@ def nan_image(rng):
 def test_row5_nan_pixel_is_refused_by_predict(tmp_path, rng):
     tifffile.imwrite(tmp_path / "a.tif", nan_image(rng))
     one_error_line(run("predict", saved(tmp_path), tmp_path / "a.tif", "-o", tmp_path / "out"),
-                   "a.tif: the image holds NaN or infinite values (1 pixels)")
+                   "a.tif: the image holds NaN or infinite values (1 pixel)")
     assert not (tmp_path / "out").exists()
 
 
@@ -319,3 +319,14 @@ def test_fit_refuses_a_bad_image_before_any_weight_map(tmp_path, rng, bad):
     with pytest.raises(ValueError, match=message):
         load_training_data(config, lines.append, data_memory=1)
     assert not any(line.startswith("Data:") for line in lines), lines
+
+
+def test_mixed_bit_depths_say_what_to_convert_to():
+    from keras_unet.config import TrainConfig
+    from keras_unet.prepare import normalizer_for
+
+    images = [np.zeros((8, 8), np.uint16)] * 2 + [np.zeros((8, 8), np.uint8)]
+    with pytest.raises(ValueError, match=r"the images mix bit depths \(dtypes\): c.png has uint8, "
+                       r"the other 2 have uint16; convert it to uint16 \(8-bit values x 257 "
+                       r"are exact\)"):
+        normalizer_for(images, TrainConfig(), ["a.tif", "b.tif", "c.png"])

@@ -191,3 +191,16 @@ def test_the_nuclei_model_finds_nuclei_in_its_sample(tmp_path):
     folder = pretrained.MODELS_DIR / "nuclei"
     labels = predict_instances(load_pretrained("nuclei"), read_image(folder / "sample.tif"))
     assert labels.max() >= 5  # the sample holds dozens of nuclei
+
+
+def test_sample_is_the_packaged_models_own_image(tmp_path, monkeypatch):
+    folder = tmp_path / "models" / "cells"
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"")
+    monkeypatch.setattr(pretrained, "MODELS_DIR", tmp_path / "models")
+    with pytest.raises(ValueError, match="'cells' has no sample image"):
+        pretrained.sample("cells")
+    tifffile.imwrite(folder / "sample.tif", np.zeros((4, 4), np.uint16))
+    assert pretrained.sample("cells") == folder / "sample.tif"
+    with pytest.raises(ValueError, match="'tissue' is not a packaged model"):
+        pretrained.sample("tissue")

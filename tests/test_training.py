@@ -478,3 +478,18 @@ def test_bad_calibrate_and_val_fraction_values(tmp_path):
     one_error_line(run("fit", "--val-fraction", "1.5", "--dry-run"), "val_fraction")
     config = json.loads(run("fit", "--dry-run").output)
     assert config["val_fraction"] is None and config["calibrate"] == "auto"
+
+
+def test_a_run_records_absolute_data_paths_so_resume_works_from_anywhere(tmp_path, monkeypatch):
+    from keras_unet.runs import plan_run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "groups.csv").write_text("a.png,x\n")
+    plan = plan_run({"images": "data/images", "masks": "data/masks", "balance": "groups.csv",
+                     "val_images": "val/images", "val_masks": "val/masks"}, output="run")
+    config = plan.config
+    assert config.images == str(tmp_path / "data" / "images")
+    assert config.masks == str(tmp_path / "data" / "masks")
+    assert config.val_images == str(tmp_path / "val" / "images")
+    assert config.balance == str(tmp_path / "groups.csv")
+    assert plan_run({"balance": "kind"}, output="run2").config.balance == "kind"
