@@ -183,7 +183,9 @@ class TrainConfig(Augmentation):
     U-Net (depth 4, 32 base filters, 252 px tiles) trained for 4,000 steps of 2 tiles with Adam
     and a cosine schedule (about 11 minutes on 2 CPU cores), the paper's weight map (w0 = 10,
     sigma = 5 px) on labels whose touching objects are separated by 1 px each, without class
-    balancing, and the paper's elastic deformation plus a random zoom (0.67-1.5x).
+    balancing, and the paper's elastic deformation plus a random zoom (0.67-1.5x); each kind
+    of image drawn in proportion to the square root of its count (``balance="kind"``, measured
+    on DSB 2018 split by kind: brightfield AP50 0.19 -> 0.45, fluorescence unchanged).
     ``PRESETS["paper"]`` holds the paper's own recipe. The augmentation keys are
     :class:`Augmentation`'s fields, inherited.
     """
@@ -208,7 +210,7 @@ class TrainConfig(Augmentation):
     input_min: float | None = field(default=None, metadata={})
     input_max: float | None = field(default=None, metadata={})
     balance: str = setting(
-        "none", "How often each training image is drawn: none (all alike); kind (by kind of "
+        "kind", "How often each training image is drawn: none (all alike); kind (by kind of "
         "image, which fit tells from the pixels: grey or colour, dark or bright background); or "
         "a CSV of 'file name,group' rows. With kind or a CSV, each group is drawn in proportion "
         "to the square root of its number of images, so a few images of a rare kind are seen "
@@ -395,7 +397,7 @@ def check_keys(values: Mapping[str, Any], source: str = "config") -> None:
 # Settings added after runs were recorded, with the value that reproduces a run recorded without
 # them (resume_config fills them in; new runs take the defaults).
 ADDED_SETTINGS: dict[str, Any] = {"zoom": 0.0, "calibrate_metric": "ap50", "calibrate_tta": False,
-                                  "calibrate": "validation"}
+                                  "calibrate": "validation", "balance": "none"}
 
 
 # The paper's recipe: SGD with high momentum on one large tile per batch, He init and dropout

@@ -355,9 +355,8 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     kinds = {mask_kind(y, config.n_classes, config.mask_type) for y in ys}
     if "binary" in kinds and any(int(y.max()) == 255 for y in ys):
         say("Binary masks: 0 is background, 255 is class 1.")
-    draws = None
-    if groups is not None:
-        draws, line = draw_probabilities(groups)
+    draws, line = draw_probabilities(groups) if groups is not None else (None, "")
+    if draws is not None or config.balance not in ("kind", "none"):  # one kind: drawn alike
         say(line)
     sets = {"train": (xs, ys, names, mask_names)}
     if val:
