@@ -223,9 +223,9 @@ def plan_run(
         config = apply_init(config, explicit, log)
     config.validate()
     for name in ("images", "masks", "val_images", "val_masks", "balance"):  # config.json holds
-        value = getattr(config, name)  # absolute paths, so --resume works from any folder
-        if value and (name != "balance" or value not in BALANCE):
-            setattr(config, name, os.path.abspath(value))
+        value = getattr(config, name)  # absolute paths, so --resume works from any folder (a
+        if value and value not in BALANCE and os.path.exists(value):  # missing one: as typed,
+            setattr(config, name, os.path.abspath(value))  # for the error that names it)
     run_dir = Path(output) if output else default_run_dir()
     check_writable(run_dir, "run directory")
     if export_dir is not None:

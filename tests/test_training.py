@@ -485,6 +485,8 @@ def test_a_run_records_absolute_data_paths_so_resume_works_from_anywhere(tmp_pat
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "groups.csv").write_text("a.png,x\n")
+    for folder in ("data/images", "data/masks", "val/images", "val/masks"):
+        (tmp_path / folder).mkdir(parents=True)
     plan = plan_run({"images": "data/images", "masks": "data/masks", "balance": "groups.csv",
                      "val_images": "val/images", "val_masks": "val/masks"}, output="run")
     config = plan.config
@@ -493,3 +495,6 @@ def test_a_run_records_absolute_data_paths_so_resume_works_from_anywhere(tmp_pat
     assert config.val_images == str(tmp_path / "val" / "images")
     assert config.balance == str(tmp_path / "groups.csv")
     assert plan_run({"balance": "kind"}, output="run2").config.balance == "kind"
+    # a path that does not exist stays as typed, so that the error names what the user typed
+    missing = plan_run({"images": "nowhere", "masks": "data/masks"}, output="run3").config
+    assert missing.images == "nowhere" and missing.masks == str(tmp_path / "data" / "masks")
