@@ -80,9 +80,9 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     order with Python's stderr lines (which a synchronous filter writes straight to the
     terminal or file). Shows input warnings as one line each (:func:`show_input_warnings`),
     sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless set) and filters file descriptor 2, where native
-    code writes, through a thread (native lines may arrive a little later than Python's). Does nothing with
-    ``verbose``, with ``KERAS_UNET_VERBOSE=1``, when already done, or when stderr has no file
-    descriptor (inside a test runner's capture, say).
+    code writes, through a thread (native lines may arrive a little later than Python's).
+    Does nothing with ``verbose``, with ``KERAS_UNET_VERBOSE=1``, when already done, or when
+    stderr has no file descriptor (inside a test runner's capture, say).
     """
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)

@@ -227,10 +227,10 @@ def training_dataset(
     """An endless, deterministic ``tf.data.Dataset`` of random, augmented training tiles.
 
     Each step picks an image (all alike, or as often as ``data.draws`` says) and an output window
-    inside it (stateless RNG from the step number and ``seed``), cuts the input tile around it from the mirror-padded image, and, with
-    ``augmentation``, resamples it (rotation, shift, the paper's elastic deformation; the image
-    bilinearly, labels and weights by nearest neighbour, all reading real context around the
-    tile), flips/rotates it by 90 degrees and changes grey values. Labels and weights are then
+    inside it (stateless RNG from the step number and ``seed``), cuts the input tile around it
+    from the mirror-padded image, and, with ``augmentation``, resamples it (rotation, shift, the
+    paper's elastic deformation; the image bilinearly, labels and weights by nearest neighbour,
+    all reading real context around the tile), flips/rotates it by 90 degrees and changes grey values. Labels and weights are then
     cropped to the output window (the margin is known analytically).
 
     Only the window a tile needs is read from each image (from memory or from the disk cache,

@@ -329,14 +329,14 @@ def read_groups(path: str | os.PathLike) -> dict[str, str]:
     return groups
 
 
-def groups_of(names: Sequence[str], table: dict[str, str], source: str, folder: str,
-              all_listed: bool = True) -> list[str]:
+def groups_of(names: Sequence[str], table: dict[str, str], source: str, folder: str
+              ) -> list[str]:
     """The group of each image name in ``table`` (from :func:`read_groups`; a name matches with
     or without its suffix).
 
     Raises:
-        ValueError: an image that ``table`` gives no group; with ``all_listed``, also a file in
-            ``table`` that is not among ``names`` (a misspelt name would otherwise go unseen).
+        ValueError: an image that ``table`` gives no group, or a file in ``table`` that is not
+            among ``names`` (a misspelt name would otherwise go unseen).
     """
     of, used = [], set()
     for name in names:
@@ -353,7 +353,7 @@ def groups_of(names: Sequence[str], table: dict[str, str], source: str, folder: 
         of.append(table[key])
         used.add(key)
     unknown = sorted(set(table) - used)
-    if all_listed and unknown:
+    if unknown:
         raise ValueError(f"{source} names {unknown[0]}, which is not among the images in "
                          f"{folder}")
     return of

@@ -97,16 +97,14 @@ def _odd_one(what: str, values: list, names: list[str]) -> str:
 def prepare_one(image: np.ndarray, mask: np.ndarray, name: str, config: TrainConfig,
                 normalizer: Normalizer, keep_instances: bool = False,
                 mask_name: str | None = None, masks_option: str = "--masks") -> Prepared:
-    """Check one image/mask pair and make its class labels and weight map.
-
-    ``mask_name`` (default ``name``) and ``masks_option`` name the mask's file and the option
-    that gave it in errors about the mask.
+    """Class labels and weight map of an image/mask pair that passed :func:`check_pair`;
+    ``mask_name`` (default ``name``) and ``masks_option`` name the mask's file and option.
 
     Raises:
         ValueError: naming the image, for unreadable pixels, sizes or masks.
     """
     mask_name = mask_name or name
-    x = held(check_pair(image, mask, name, mask_name, normalizer))
+    x = held(normalizer.channels_of(image, name))
     offset, divisor = normalizer.stats(x)
     kind = mask_kind(mask, config.n_classes, config.mask_type)
     y, separated = labels_from_mask(mask, config.n_classes, config.mask_type, mask_name,
@@ -129,9 +127,10 @@ def check_pair(image: np.ndarray, mask: np.ndarray, name: str, mask_name: str,
     NaN, value range) and its mask's size: ValueError naming the file."""
     x = normalizer.channels_of(image, name)
     normalizer.check(x, name)
-    if x.shape[:2] != np.shape(mask)[:2]:
-        raise ValueError(f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is {np.shape(mask)[1]}"
-                         f"x{np.shape(mask)[0]} (width x height; {mask_name}); they must match")
+    mh, mw = np.shape(mask)[:2]
+    if x.shape[:2] != (mh, mw):
+        raise ValueError(f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is {mw}x{mh} "
+                         f"(width x height; {mask_name}); they must match")
     return x
 
 
@@ -236,6 +235,8 @@ def prepare_training_set(
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks")
     with _init_hint(channels):
+        for pair in zip(images, masks, names, mask_names):
+            check_pair(*pair, normalizer)
         return collect(prepare_items(zip(images, masks, names, mask_names), config, normalizer,
                                      keep_instances, progress, masks_option=masks_option),
                        normalizer, config, keep_instances)
@@ -371,9 +372,9 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
                                      channels=channels)
                    for k, v in sets.items()}
     with _init_hint(channels):  # every image's channels and values, before any weight map
-        for k, (images, masks, names, mask_names) in sets.items():
-            for x, y, name, mask_name in zip(images, masks, names, mask_names):
-                check_pair(x, y, name, mask_name, normalizers[k])
+        for k, v in sets.items():
+            for pair in zip(*v):
+                check_pair(*pair, normalizers[k])
     need = sum(held_bytes(v[0], normalizers[k], keep[k]) for k, v in sets.items())
     budget = check_data_memory(default_data_memory() if data_memory is None else data_memory)
     n = sum(len(v[0]) for v in sets.values())
