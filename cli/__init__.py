@@ -42,8 +42,9 @@ def main(verbose: bool) -> None:
     """U-Net (Ronneberger et al. 2015) for biomedical image segmentation.
 
     \b
-    Quick start on the built-in demo data:
+    Quick start on the built-in demo data, then the packaged nuclei model:
       keras-unet fit --export unet      # train on CPU, export a SavedModel
+      keras-unet predict nuclei IMAGE --instances -o out/   # no training
     """
     from keras_unet.console import quiet_tensorflow
 

@@ -13,14 +13,14 @@ from . import main
               default="savedmodel", show_default=True, help="savedmodel: for TF Serving, in "
               "OUTPUT/NAME/VERSION. bioimageio: OUTPUT/NAME.zip for Fiji (deepImageJ), ilastik, "
               "napari, QuPath; needs pip install \"keras-unet[bioimageio]\".")
-@click.option("--name", default="unet", show_default=True,
-              help="TF Serving MODEL_NAME, or the zip's name.")
+@click.option("--name", help="TF Serving MODEL_NAME, or the zip's name [default: a packaged "
+              "model's own name (nuclei), else unet].")
 @click.option("--version", type=int, help="Integer version (default: the next free one).")
 @click.option("--output", "-o", type=click.Path(), default="exported_models", show_default=True,
               help="Base folder of the export.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing version or zip.")
-@click.option("--tile-size", type=int,
-              help="Largest input tile of the in-graph overlap tiling [default: 572 for depth 5].")
+@click.option("--tile-size", type=int, help="Largest input tile of the in-graph tiling "
+              "[default: the input of a 388 px output: 572 px for depth 5].")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Tiles per forward pass inside the served graph (bounds its memory).")
 @click.option("--check", is_flag=True, help="Then test it. savedmodel: load it as TF Serving does "

@@ -88,9 +88,10 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
                                save_probabilities, _bar("Predicting"),
                                instance if as_instances else None, blockwise,
                                click.progressbar, axes)
+    click.echo("\n".join(report.notes), nl=bool(report.notes))  # which model, before errors
     for line in report.failed:
         click.echo(f"Error: {line}", err=True)
-    click.echo("\n".join(report.notes + [report.summary]))
+    click.echo(report.summary)
     if report.failed:
         raise SystemExit(1)
 

@@ -47,7 +47,7 @@ from .images import list_images, read_image
 from .instances import label_instances
 from .model import geometry_of
 from .preprocess import instance_settings_of, mirror_pad, normalizer_of
-from .pretrained import resolve_model
+from .pretrained import export_name, resolve_model
 from .runs import run_record
 from .visualize import colorize, instance_overlay, write_png
 
@@ -189,6 +189,7 @@ def export_bioimageio(
         raise ValueError(f"--name {name!r} cannot be a file name; use letters, digits, '-', '_'")
     author_list(authors)  # refuse an empty list now, not after the weights are written
     check_writable(output, "output folder")
+    name = name or export_name(model_path)  # a packaged model keeps its name, else unet
     target = Path(output) / f"{name}.zip"
     pg = package_geometry(geometry_of(model))
     normalizer = normalizer_of(model)
@@ -293,7 +294,7 @@ def last_figures(history: dict[str, list[float]]) -> dict[str, float]:
 def export_bioimageio_file(
     model_path: str | os.PathLike,
     output: str | os.PathLike = "exported_models",
-    name: str = "unet",
+    name: str | None = None,
     *,
     overwrite: bool = False,
     check: bool = False,
@@ -317,6 +318,7 @@ def export_bioimageio_file(
     for option, value in (ignored or {}).items():
         if value is not None:
             raise ValueError(f"{option} is an option of --format savedmodel, not of bioimageio")
+    name = name or export_name(model_path)  # a packaged model keeps its name, else unet
     target = Path(output) / f"{name}.zip"
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")

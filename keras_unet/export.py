@@ -32,7 +32,7 @@ from .bioimage import export_bioimageio  # noqa: F401  (the bioimage.io format, 
 from .files import check_writable, write_json_atomic
 from .model import geometry_of
 from .preprocess import instance_settings_of, normalizer_of
-from .pretrained import resolve_model
+from .pretrained import export_name, resolve_model
 from .runs import run_record
 from .signatures import serving_functions
 from .tiling import predict_tiled
@@ -307,7 +307,7 @@ def _smooth_image(x):
 def export_model_file(
     model_path: str | os.PathLike,
     output: str | os.PathLike = "exported_models",
-    name: str = "unet",
+    name: str | None = None,
     version: int | None = None,
     overwrite: bool = False,
     tile_size: int | None = None,
@@ -329,7 +329,7 @@ def export_model_file(
         raise ValueError(f"--batch-size must be an integer from 1 to 4096, got {batch_size!r}")
     if version is not None and version < 1:
         raise ValueError(f"--version must be a positive integer, got {version!r}")
-    check_name(name)
+    name = check_name(name or export_name(model_path))  # a packaged model keeps its name
     check_writable(output, "export folder")
     model_path = resolve_model(model_path, say)  # a packaged model's name, a run folder
     unet = load_model(model_path)

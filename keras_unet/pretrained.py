@@ -149,6 +149,11 @@ def model_source(model: str | os.PathLike, log: Log | None = None) -> ModelSourc
     return ModelSource(path)
 
 
+def export_name(model: str | os.PathLike) -> str:
+    """The name an export of ``model`` gets by default: a packaged model's own, else ``unet``."""
+    return model_source(model).packaged or "unet"
+
+
 def resolve_model(model: str | os.PathLike, log: Log | None = None) -> Path:
     """The path that ``model`` stands for (see :func:`model_source`)."""
     return model_source(model, log).path

@@ -51,6 +51,8 @@ __all__ = [
 Log = Callable[[str], None]
 #: at most this many training images are used to calibrate the object settings on
 CALIBRATION_IMAGES = 10
+#: an output tile below this many px a side gets a warning: too few labelled pixels per step
+SMALL_OUTPUT = 32
 
 
 @dataclass
@@ -105,6 +107,11 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
         f"{config.steps_per_epoch} step{'s' * (config.steps_per_epoch != 1)}; "
         f"augmentation: {', '.join(switches) or 'off'}; computing in "
         f"{resolve_precision(config.mixed_precision) or 'float32'}.")
+    if (out := config.geometry.output_size(config.tile_size)) < SMALL_OUTPUT:
+        say(f"Warning: {config.tile_size}px tiles leave a {out}px output at depth {config.depth}, "
+            f"so each step learns from only {out}x{out} labelled pixels per tile; --tile-size "
+            f"{config.geometry.input_size_for_output(SMALL_OUTPUT)} or more gives at least "
+            f"{SMALL_OUTPUT} px.")
     return train(config, train_set, plan.run_dir, val_set, verbose=verbose, resume=plan.resume,
                  log=say)
 

@@ -143,8 +143,14 @@ def test_predict_and_evaluate_take_a_packaged_name(packaged, tmp_path):
                    "model cells does not exist (nor is it a packaged model: nuclei)")
 
 
+def test_an_export_is_named_after_its_packaged_model_else_unet(packaged, tmp_path):
+    assert pretrained.export_name("nuclei") == "nuclei"
+    assert pretrained.export_name("pretrained:nuclei") == "nuclei"
+    assert pretrained.export_name(tmp_path / "model.keras") == "unet"
+
+
 def test_a_packaged_model_passes_the_savedmodel_check(packaged, tmp_path):
-    result = run("export", "nuclei", "--output", tmp_path / "exp", "--name", "nuclei", "--check")
+    result = run("export", "nuclei", "--output", tmp_path / "exp", "--check")  # named nuclei
     assert result.exit_code == 0, result.output
     assert "Using the packaged model 'nuclei'" in result.output and "Check passed." in result.output
     meta = json.loads((tmp_path / "exp" / "nuclei" / "1" / "assets.extra" /
@@ -155,7 +161,7 @@ def test_a_packaged_model_passes_the_savedmodel_check(packaged, tmp_path):
 def test_a_packaged_model_passes_the_bioimageio_check(packaged, tmp_path):
     pytest.importorskip("bioimageio.core")
     result = run("export", "nuclei", "--format", "bioimageio", "--output", tmp_path / "bio",
-                 "--name", "nuclei", "--check")
+                 "--check")  # the zip is named after the packaged model
     assert result.exit_code == 0, result.output
     assert "passed for keras_v3, keras_hdf5, tensorflow_saved_model_bundle" in result.output
     import zipfile
