@@ -189,7 +189,6 @@ def export_bioimageio(
         raise ValueError(f"--name {name!r} cannot be a file name; use letters, digits, '-', '_'")
     author_list(authors)  # refuse an empty list now, not after the weights are written
     check_writable(output, "output folder")
-    name = name or export_name(model_path)  # a packaged model keeps its name, else unet
     target = Path(output) / f"{name}.zip"
     pg = package_geometry(geometry_of(model))
     normalizer = normalizer_of(model)
