@@ -62,8 +62,8 @@ def held(image: np.ndarray) -> np.ndarray:
 def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig,
                    names: Sequence[str] | None = None, record: bool = True,
                    channels: int | None = None) -> Normalizer:
-    """The preprocessing contract of ``images``: one bit depth and one channel count, or a
-    ValueError naming the file(s) that differ. Sets ``config.input_scale`` to the images' dtype
+    """The preprocessing contract of ``images``: one bit depth and one channel count (grey
+    images among RGB ones become RGB), or a ValueError naming the file(s) that differ. Sets ``config.input_scale`` to the images' dtype
     maximum and, with ``record``, ``config.input_dtype/input_min/input_max`` to what they hold
     (the value range the model records, :meth:`~keras_unet.preprocess.Normalizer.check`).
     ``channels``: the channel count of a model to fine-tune (default the images' own)."""
@@ -74,14 +74,14 @@ def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig,
     config.input_scale = dtype_scale(images[0]) if len(images) else config.input_scale
     channels_wanted, channels = channels, [int(np.shape(x)[2]) if np.ndim(x) == 3 else 1
                                            for x in images]
-    if len(set(channels)) > 1:
+    if len(set(channels) - ({1} if set(channels) == {1, 3} else set())) > 1:  # grey joins RGB
         raise ValueError(_odd_one("channel counts", channels, names))
     if record and len(images):  # recorded in the model: what its training images held
         config.input_dtype = depths[0]
         config.input_min = float(min(np.min(x) for x in images))
         config.input_max = float(max(np.max(x) for x in images))
     return Normalizer(config.normalization, config.input_scale,
-                      channels_wanted or (channels[0] if channels else 1))
+                      channels_wanted or (max(channels) if channels else 1))
 
 
 def _odd_one(what: str, values: list, names: list[str]) -> str:

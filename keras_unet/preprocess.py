@@ -214,8 +214,9 @@ class Normalizer:
         return out
 
     def channels_of(self, image: np.ndarray, name: str = "image") -> np.ndarray:
-        """``image`` as ``(H, W, channels)``: grey stored as RGB becomes 1 channel; a channel
-        count the network cannot take raises a ValueError naming ``name``."""
+        """``image`` as ``(H, W, channels)``: grey stored as RGB becomes 1 channel, and a grey
+        image for an RGB model becomes RGB (3 equal channels, as grey stored as RGB is); a
+        channel count the network cannot take raises a ValueError naming ``name``."""
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[..., None]
@@ -224,6 +225,8 @@ class Normalizer:
         if image.shape[2] != self.channels:
             if self.channels == 1 and image.shape[2] == 3 and np.all(image == image[..., :1]):
                 return image[..., :1]
+            if self.channels == 3 and image.shape[2] == 1:
+                return np.repeat(image, 3, axis=2)
             raise ValueError(
                 f"{name}: the model takes {self.channels}-channel images, this one has "
                 f"{image.shape[2]}{_channel_fix(self.channels, image.shape[2])}"

@@ -224,9 +224,10 @@ def test_naming_val_masks_and_the_odd_file(tmp_path, rng):
     one_error_line(run("fit", *TINY, "--images", images, "--masks", masks, "--val-images",
                        val_images, "--val-masks", val_masks, "-o", tmp_path / "r"),
                    "check --val-masks")
-    cv2.imwrite(str(images / "1.png"), np.zeros((48, 48, 3), np.uint8) + [0, 9, 99])
+    (images / "1.png").unlink()  # grey joins RGB (see test_data), but 2 channels join nothing
+    tifffile.imwrite(images / "1.tif", np.zeros((48, 48, 2), np.uint8), metadata={"axes": "YXC"})
     result = run("fit", *TINY, "--images", images, "--masks", masks, "-o", tmp_path / "r")
-    one_error_line(result, "the images mix channel counts: 1.png has 3, the other 1 have 1")
+    one_error_line(result, "the images mix channel counts: 1.tif has 2, the other 1 have 1")
 
 
 def test_row8_large_png_goes_blockwise_by_memory(tmp_path, monkeypatch):
@@ -330,3 +331,20 @@ def test_mixed_bit_depths_say_what_to_convert_to():
                        r"the other 2 have uint16; convert it to uint16 \(8-bit values x 257 "
                        r"are exact\)"):
         normalizer_for(images, TrainConfig(), ["a.tif", "b.tif", "c.png"])
+
+
+def test_grey_images_join_rgb_ones_as_three_equal_channels(rng):
+    from keras_unet.config import TrainConfig
+    from keras_unet.prepare import normalizer_for
+
+    grey, rgb = rng.integers(0, 255, (8, 8), np.uint8), rng.integers(0, 255, (8, 8, 3), np.uint8)
+    contract = normalizer_for([grey, rgb, grey[..., None]], TrainConfig(), ["a", "b", "c"])
+    assert contract.channels == 3
+    as_rgb = contract.channels_of(grey[..., None])
+    assert as_rgb.shape == (8, 8, 3) and all(np.array_equal(as_rgb[..., c], grey) for c in range(3))
+    # the same network input as the grey image stored as RGB
+    np.testing.assert_array_equal(contract(grey), contract(np.repeat(grey[..., None], 3, 2)))
+    with pytest.raises(ValueError, match="mix channel counts"):
+        normalizer_for([grey, rng.integers(0, 255, (8, 8, 2), np.uint8)], TrainConfig(), ["a", "b"])
+    with pytest.raises(ValueError, match="the model takes 3-channel images, this one has 2"):
+        contract.channels_of(rng.integers(0, 255, (8, 8, 2), np.uint8))
