@@ -122,8 +122,12 @@ def _drop_constant_alpha(x):
 
 
 def _model_channels(x, channels: int):
-    """``x`` with the model's channels: grey stored as RGB taken as grey, other counts refused."""
+    """``x`` with the model's channels: grey stored as RGB taken as grey, grey given to an RGB
+    model as 3 equal channels, other counts refused (as :meth:`Normalizer.channels_of`)."""
     c = tf.shape(x)[2]
+    if channels == 3:  # grey for an RGB model: repeated into 3 channels
+        x = tf.cond(tf.equal(c, 1), lambda: tf.tile(x, [1, 1, 3]), lambda: tf.identity(x))
+        c = tf.shape(x)[2]
     if channels == 1:
         grey = tf.logical_and(tf.logical_or(tf.equal(c, 1), tf.equal(c, 3)),
                               tf.reduce_all(tf.equal(x, x[..., :1])))

@@ -424,3 +424,15 @@ def test_png_signature_drops_a_constant_alpha_and_refuses_what_the_reader_refuse
     colour = np.dstack([raw, raw // 2, raw])
     with pytest.raises(tf.errors.InvalidArgumentError, match="takes 1-channel images"):
         mask(colour)
+
+
+def test_png_signature_of_an_rgb_model_takes_grey_as_three_equal_channels(tmp_path, rng):
+    rgb_unet = build_unet((None, None, 3), depth=3, filters=2)
+    rgb_unet.get_layer("logits").bias.assign([0.0, 0.02])
+    export = export_saved_model(rgb_unet, tmp_path, "rgb", tile_size=TILE, batch_size=2)
+    raw = rng.integers(0, 256, (30, 36)).astype(np.uint8)
+    png = cv2.imencode(".png", raw)[1].tobytes()  # a 1-channel PNG
+    out = session_run(export, "predict_png", {"image_bytes": np.array([png], object)})
+    mask = cv2.imdecode(np.frombuffer(out["mask_png_bytes"][0], np.uint8), cv2.IMREAD_UNCHANGED)
+    rgb = np.dstack([raw] * 3)  # what predict does with it
+    np.testing.assert_array_equal(mask, predict_tiled(rgb_unet, normalize(rgb), TILE).argmax(-1) * 255)
