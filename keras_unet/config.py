@@ -13,6 +13,7 @@ line.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
@@ -348,8 +349,10 @@ class TrainConfig(Augmentation):
             raise ValueError(f"calibrate_metric must be {' or '.join(CALIBRATION_METRICS)}, "
                              f"got {self.calibrate_metric!r}")
         if self.balance not in BALANCE and not str(self.balance).lower().endswith(".csv"):
+            close = difflib.get_close_matches(str(self.balance).lower(), BALANCE, 1)
             raise ValueError(f"balance must be none, kind or a .csv file of 'file name,group' "
-                             f"rows, got {self.balance!r}")
+                             f"rows, got {self.balance!r}"
+                             + (f"; did you mean {close[0]}?" if close else ""))
         self.axes = check_axes(self.axes)
         if self.freeze_encoder and not self.init:
             raise ValueError("--freeze-encoder goes with --init MODEL (a model to fine-tune)")

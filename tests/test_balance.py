@@ -107,8 +107,11 @@ def test_tiles_are_drawn_as_often_as_the_draws_say():
 def test_balance_is_validated():
     assert TrainConfig(balance="kind").validate().balance == "kind"
     assert TrainConfig(balance="groups.CSV").validate().balance == "groups.CSV"
-    with pytest.raises(ValueError, match="balance must be none, kind or a .csv file"):
+    with pytest.raises(ValueError, match="balance must be none, kind or a .csv file.*'kinds'; "
+                       "did you mean kind[?]"):
         TrainConfig(balance="kinds").validate()
+    with pytest.raises(ValueError, match="got 'groups.txt'$"):  # nothing close: no guess
+        TrainConfig(balance="groups.txt").validate()
 
 
 def test_fit_balance_kind_says_what_it_draws(tmp_path, nuclei):
