@@ -90,8 +90,8 @@ class Augmentation:
     contrast: float = setting(0.1, "Largest relative contrast change (0: off).")
     hed_jitter: float = setting(
         0.0, "Stain augmentation for RGB images (Tellez et al. 2018): each of the haematoxylin, "
-        "eosin and DAB densities (skimage.color.rgb2hed) is scaled by 1 + U(-s, s) and shifted by "
-        "U(-s, s); 0.05: light, 0.2: strong (0: off).")
+        "eosin and DAB densities (colour deconvolution, skimage.color.hed_from_rgb) is scaled by "
+        "1 + U(-s, s) and shifted by U(-s, s) optical density; 0.05: light, 0.2: strong (0: off).")
     invert: float = setting(0.0, "Probability that a tile's intensities are inverted, so the "
                             "network sees both polarities, e.g. dark nuclei on a bright "
                             "background (0: off).")

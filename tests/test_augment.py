@@ -343,6 +343,24 @@ def test_channel_shuffle_and_greyscale(rng):
     assert np.ptp(grey, axis=-1).max() < 1e-5
 
 
+def test_stain_shift_is_in_optical_density_units(rng):
+    """--hed-jitter S shifts each density by at most S in optical density (natural log, as in
+    Tellez et al.'s code), not S in skimage's units (13.8 times as much)."""
+    s = 0.2
+    rgb = np.broadcast_to(np.float32([0.8, 0.5, 0.7]), (8, 8, 3))  # fixed: x = raw / 1
+    before = augment.rgb_to_hed(rgb).numpy()[0, 0] * augment.OD_PER_SKIMAGE_UNIT
+    changes = []
+    for i in range(200):
+        out = augment.colour(Augmentation(**COLOUR_ONLY, hed_jitter=s), [i, 7], rgb,
+                             mode="fixed").numpy()
+        after = augment.rgb_to_hed(out).numpy()[0, 0] * augment.OD_PER_SKIMAGE_UNIT
+        changes.append(after - before)
+    changes = np.abs(np.array(changes))
+    assert (changes <= s * np.abs(before) + s + 1e-4).all()
+    assert changes.max() > 0.5 * s  # the shift is used
+    assert changes.max() < 2 * s  # and not 13.8 times too strong
+
+
 def test_stain_augmentation_in_the_tile_pipeline(rng):
     """Tiles of an H&E-like image, normalised per image: with --hed-jitter they differ from the
     plain ones only in colour, and undoing their normalisation gives colours that
@@ -367,6 +385,21 @@ def test_stain_augmentation_in_the_tile_pipeline(rng):
     assert np.isfinite(b).all()
     # each tile keeps its spread (restandardised) while its colours change
     np.testing.assert_allclose(b.std((1, 2, 3)), a.std((1, 2, 3)), rtol=1e-3)
+
+
+def test_restandardize_leaves_a_tile_whose_contrast_a_change_took_away(rng):
+    """A change that all but flattens a tile (a strong stain shift saturating a dark
+    fluorescence tile) is not applied: renormalising it blew its last differences up (DSB 2018
+    tiles reached values of 143,000 and the training loss the hundreds)."""
+    from keras_unet.augment import MAX_GAIN, restandardize
+
+    before = rng.normal(0.3, 1.0, (16, 16, 3)).astype(np.float32)
+    after = before * 0.5 + 2.0  # contrast halved: renormalised as the image would be
+    np.testing.assert_allclose(restandardize(before, after).numpy(),
+                               (after - after.mean() + before.mean()) * before.std() / after.std(),
+                               atol=1e-5)
+    for flat in (before / (MAX_GAIN * 1.01), before * 1e-6, np.zeros_like(before)):
+        np.testing.assert_array_equal(restandardize(before, flat).numpy(), before)
 
 
 @pytest.mark.parametrize("field,value,match", [("hed_jitter", 1.0, "hed_jitter"),
