@@ -62,11 +62,11 @@ def held(image: np.ndarray) -> np.ndarray:
 def normalizer_for(images: Sequence[np.ndarray], config: TrainConfig,
                    names: Sequence[str] | None = None, record: bool = True,
                    channels: int | None = None) -> Normalizer:
-    """The preprocessing contract of ``images``: one bit depth and one channel count (grey
-    images among RGB ones become RGB), or a ValueError naming the file(s) that differ. Sets ``config.input_scale`` to the images' dtype
-    maximum and, with ``record``, ``config.input_dtype/input_min/input_max`` to what they hold
-    (the value range the model records, :meth:`~keras_unet.preprocess.Normalizer.check`).
-    ``channels``: the channel count of a model to fine-tune (default the images' own)."""
+    """The preprocessing contract of ``images``: one bit depth, one channel count (grey joins
+    RGB as RGB), or a ValueError naming the files that differ. Sets ``config.input_scale`` (the
+    dtype maximum) and, with ``record``, ``config.input_dtype/input_min/input_max`` (the range
+    the model records, :meth:`~keras_unet.preprocess.Normalizer.check`). ``channels``: the
+    channel count of a model to fine-tune (default the images' own)."""
     names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
     depths = [np.asarray(x).dtype.name for x in images]
     if len({dtype_scale(x) for x in images}) > 1:
