@@ -28,11 +28,11 @@ are changed in haematoxylin-eosin-DAB optical density space (:func:`rgb_to_hed`,
 deconvolution of Ruifrok & Johnston 2001 with ``skimage.color.hed_from_rgb``; the random scale
 and shift per stain of Tellez et al. 2018, the shift in optical density units), and the result
 is normalised again. For per-image normalisation the image's statistics would change too; they
-are moved as the tile's own mean and standard deviation moved (:func:`restandardize`). Inversion and channel shuffling work in
-normalised units: inverting the raw intensities and normalising again gives exactly ``-x``
-(``"image"``) or ``1 - x`` (``"fixed"``; for ``"percentile"``, ``1 - x`` is what the swapped
-1st and 99.8th percentiles would give), and the statistics are pooled over the channels, so
-their order does not change them.
+are moved as the tile's own mean and standard deviation moved (:func:`restandardize`).
+Inversion and channel shuffling work in normalised units: inverting the raw intensities and
+normalising again gives exactly ``-x`` (``"image"``) or ``1 - x`` (``"fixed"``; for
+``"percentile"``, ``1 - x`` is what the swapped 1st and 99.8th percentiles would give), and the
+statistics are pooled over the channels, so their order does not change them.
 """
 
 from __future__ import annotations
