@@ -87,8 +87,8 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
         report = predict_files(args[0], args[1:], output, tile_size, batch_size, tta, overlay,
                                save_probabilities, _bar("Predicting"),
                                instance if as_instances else None, blockwise,
-                               click.progressbar, axes)
-    click.echo("\n".join(report.notes), nl=bool(report.notes))  # which model, before errors
+                               click.progressbar, axes, click.echo)
+    click.echo("\n".join(report.notes), nl=bool(report.notes))  # block-wise notes, then errors
     for line in report.failed:
         click.echo(f"Error: {line}", err=True)
     click.echo(report.summary)

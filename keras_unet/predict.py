@@ -254,6 +254,7 @@ def predict_files(
     blockwise: bool = False,
     progressbar=None,
     axes: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> PredictReport:
     """Segment image files and folders with a local model; write masks, overlays, probabilities.
 
@@ -274,12 +275,16 @@ def predict_files(
 
     Args:
         progress: wraps the list of files (a progress bar, say) and yields them.
+        log: hears which model a name stood for (a packaged model's) before any file is read;
+            without it, that line opens ``report.notes``.
     """
     validate_batch_tile(batch_size, tile_size)
     axes = check_axes(axes)
     files = expand_inputs(inputs)
     check_writable(output)
     predictor = Predictor(model, tile_size, batch_size, tta)
+    for note in predictor.notes if log else ():
+        log(note)
     settings = (InstanceOptions.of(instances).resolve(predictor.instance_settings)
                 if instances is not None else None)
 
@@ -307,7 +312,7 @@ def predict_files(
             out.report.objects.append((path.name, found))
 
     report = each_file(files, output, one, progress)
-    report.notes[:0] = predictor.notes
+    report.notes[:0] = [] if log else predictor.notes
     return report
 
 

@@ -127,6 +127,8 @@ def test_predict_and_evaluate_take_a_packaged_name(packaged, tmp_path):
     result = run("predict", "nuclei", sample, "--instances", "--output", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "Using the packaged model 'nuclei' (version 0-test" in result.output
+    # said before any file is read: ahead of the progress bar's label
+    assert result.output.index("Using the packaged") < result.output.index("Predicting")
     assert (tmp_path / "out" / "sample_instances.tif").is_file()
     found = int(tifffile.imread(tmp_path / "out" / "sample_instances.tif").max())
     assert f"; objects: sample.tif {found}" in result.output
