@@ -19,6 +19,7 @@ from .cache import (CacheWriter, cache_key, cache_lock, check_cache_dir, check_d
                     default_cache_dir, default_data_memory, gb, open_cache, remove_stale)
 from .console import no_bar
 from .config import TrainConfig
+from .augment import check_channels
 from .data import TrainingSet, demo_data, split_validation, validation_rule
 from .balance import draw_probabilities, image_groups
 from .images import read_pairs
@@ -362,15 +363,14 @@ def load_training_data(config: TrainConfig, log: Log | None = None, progressbar=
     sets = {"train": (xs, ys, names, mask_names)}
     if val:
         sets["val"] = tuple(list(v) for v in val)
-    # the lists in ``sets`` are emptied image by image as they are used
-    del xs, ys, names, mask_names, val
-    val_option = "--val-masks" if config.val_images else "--masks"
-    options = {"train": "--masks", "val": val_option}
+    del xs, ys, names, mask_names, val  # the lists in ``sets`` are emptied image by image
+    options = {"train": "--masks", "val": "--val-masks" if config.val_images else "--masks"}
     # with no validation images the object settings are calibrated on the training images
     keep = {"train": "val" not in sets and config.calibrate == "auto", "val": True}
     normalizers = {k: normalizer_for(v[0], config, v[2], record=k == "train",
                                      channels=channels)
                    for k, v in sets.items()}
+    check_channels(config.augmentation, normalizers["train"].channels)  # colour options
     with _init_hint(channels):  # every image's channels and values, before any weight map
         for k, v in sets.items():
             for pair in zip(*v):

@@ -51,6 +51,18 @@ def test_empty_masks_are_refused(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--hed-jitter", "0.2"], "--hed-jitter needs RGB images (3 channels); these have 1"),
+    (["--greyscale", "0.5"], "--greyscale needs colour images; these have 1 channel"),
+    (["--channel-shuffle"], "--channel-shuffle needs colour images; these have 1 channel")])
+def test_colour_options_on_grey_images_are_refused_before_any_work(tmp_path, option, message):
+    images, masks = write_pairs(tmp_path)
+    result = run("fit", *TINY, *option, "--images", images, "--masks", masks, "-o", tmp_path / "r")
+    one_error_line(result, message)
+    assert "weight maps" not in result.output and "Data:" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_one_pixel_image_is_refused(tmp_path):
     images, masks = write_pairs(tmp_path)
     cv2.imwrite(str(images / "tiny.png"), np.full((1, 1), 9, np.uint8))
