@@ -129,14 +129,11 @@ class Augmentation:
             raise ValueError(f"zoom must be at most 1 (a factor from 1/2 to 2), got {self.zoom!r}")
         if self.rotation > 180:
             raise ValueError(f"rotation must be at most 180 degrees, got {self.rotation!r}")
-        for name in ("hed_jitter", "invert", "greyscale"):
-            value = getattr(self, name)
+        for name, top in (("hed_jitter", 0.999), ("invert", 1), ("greyscale", 1)):
+            value = getattr(self, name)  # hed_jitter 1 could scale a stain by 0: it would be gone
             if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and 0 <= value <= 1):
-                raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
-        if self.hed_jitter >= 1:
-            raise ValueError(f"hed_jitter must be < 1 (a stain scaled by 0 is gone), got "
-                             f"{self.hed_jitter!r}")
+                    and 0 <= value <= top):
+                raise ValueError(f"{name} must be a number from 0 to {top}, got {value!r}")
         return self
 
     @property

@@ -402,10 +402,12 @@ def test_restandardize_leaves_a_tile_whose_contrast_a_change_took_away(rng):
         np.testing.assert_array_equal(restandardize(before, flat).numpy(), before)
 
 
-@pytest.mark.parametrize("field,value,match", [("hed_jitter", 1.0, "hed_jitter"),
-                                               ("hed_jitter", -0.1, "hed_jitter"),
-                                               ("invert", 1.5, "invert"),
-                                               ("greyscale", float("nan"), "greyscale")])
+@pytest.mark.parametrize("field,value,match", [
+    ("hed_jitter", 1.0, "hed_jitter must be a number from 0 to 0.999, got 1.0"),
+    ("hed_jitter", 2.0, "hed_jitter must be a number from 0 to 0.999, got 2.0"),  # one message
+    ("hed_jitter", -0.1, "hed_jitter"),
+    ("invert", 1.5, "invert must be a number from 0 to 1, got 1.5"),
+    ("greyscale", float("nan"), "greyscale")])
 def test_bad_colour_settings(field, value, match):
     with pytest.raises(ValueError, match=match):
         Augmentation(**{field: value}).validate()
