@@ -122,8 +122,9 @@ def evaluate_files(
     for x, y, name, mask_name in (progress(items) if progress else items):
         truth, objects = labels_from_mask(y, predictor.n_classes, mask_type, mask_name)
         if truth.shape != x.shape[:2]:
-            raise ValueError(f"{name}: image and mask sizes differ ({x.shape[:2]} vs "
-                             f"{truth.shape} for {mask_name})")
+            raise ValueError(f"{name}: image is {x.shape[1]}x{x.shape[0]} but its mask is "
+                             f"{truth.shape[1]}x{truth.shape[0]} (width x height; {mask_name}); "
+                             "they must match")  # as fit says it
         probs = predictor(x, name)
         row = {"image": name, **segmentation_metrics(probs.argmax(-1), truth)}
         if two_classes:

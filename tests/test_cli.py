@@ -252,6 +252,18 @@ def test_fit_bad_data_is_one_line(tmp_path, case):
     assert not (tmp_path / "r" / "model.keras").exists()
 
 
+def test_evaluate_says_a_size_mismatch_as_fit_does(tmp_path):
+    from keras_unet.model import build_unet
+
+    build_unet(depth=2, filters=2).save(tmp_path / "m.keras")
+    message = case_size_mismatch(tmp_path)
+    result = run("evaluate", tmp_path / "m.keras", "--images", tmp_path / "img", "--masks",
+                 tmp_path / "msk")
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert message + " (width x height; " in errors[0] and "they must match" in errors[0]
+
+
 def test_evaluate_per_group_from_a_csv_or_sub_folders(tmp_path):
     from keras_unet.data import demo_data
     from keras_unet.model import build_unet
