@@ -360,9 +360,11 @@ def model_card(info: dict, config: dict) -> str:
         "* J. C. Caicedo et al. Nucleus segmentation across imaging experiments: the 2018 Data "
         "Science Bowl. Nature Methods 16, 1247-1253 (2019). doi:10.1038/s41592-019-0612-7",
         "* V. Ljosa, K. L. Sokolnicki, A. E. Carpenter. Annotated high-throughput microscopy "
-        "image sets for validation. Nature Methods 9, 637 (2012) (the BBBC).",
+        "image sets for validation. Nature Methods 9, 637 (2012) (the BBBC). "
+        "doi:10.1038/nmeth.2083",
         "* J. C. Caicedo et al. Evaluation of Deep Learning Strategies for Nucleus Segmentation "
-        "in Fluorescence Images. Cytometry A 95, 952-965 (2019) (BBBC039).",
+        "in Fluorescence Images. Cytometry A 95, 952-965 (2019) (BBBC039). "
+        "doi:10.1002/cyto.a.23863",
         f"* keras-unet (the software that trained and serves it), model version {info['version']}.",
         "", f"`model.keras` sha256: `{info['sha256']}`", ""]
     return "\n".join(lines)

@@ -47,7 +47,7 @@ from .images import list_images, read_image
 from .instances import label_instances
 from .model import geometry_of
 from .preprocess import instance_settings_of, mirror_pad, normalizer_of
-from .pretrained import export_name, resolve_model
+from .pretrained import export_name, model_source, packaged_card
 from .runs import run_record
 from .visualize import colorize, instance_overlay, write_png
 
@@ -156,6 +156,7 @@ def export_bioimageio(
     config: dict | None = None,
     history: dict[str, float] | None = None,
     log: Callable[[str], None] | None = None,
+    card: dict | None = None,
 ) -> Path:
     """Write ``model`` as a bioimage.io model package ``output/<name>.zip`` (spec 0.5), atomically.
 
@@ -172,6 +173,8 @@ def export_bioimageio(
         config: the training configuration (recorded under ``config.keras_unet.training``).
         history: the last epoch's validation figures (``val_*``), for the README.
         log: called with what is done.
+        card: a packaged model's card (:func:`keras_unet.pretrained.packaged_card`): its text
+            ends the README, and its references join the citations.
 
     Returns:
         The zip's path.
@@ -214,12 +217,14 @@ def export_bioimageio(
         tifffile.imwrite(folder / "sample_output.tif", test_out[0])
         write_png(folder / "cover.png", cover_image(raw, probabilities, labels))
         (folder / "README.md").write_text(
-            package_readme(name, description, model, pg, config, history))
+            package_readme(name, description, model, pg, config, history,
+                           card["card"] if card else None))
         files.update(test_input="test_input.npy", test_output="test_output.npy",
                      sample_input="sample_input.tif", sample_output="sample_output.tif",
                      cover="cover.png", documentation="README.md")
         rdf = build_rdf(model, pg, name=name, description=description, authors=authors,
-                        license=license, config=config, files=files)
+                        license=license, config=config, files=files,
+                        cite=card["cite"] if card else ())
         say("Validating the description (bioimageio.spec)...")
         descr = spec.build_description(rdf, context=spec.ValidationContext(root=folder))
         if descr.validation_summary.status == "failed":
@@ -323,15 +328,21 @@ def export_bioimageio_file(
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
     if image is not None and not Path(image).is_file():
         raise FileNotFoundError(f"--image {image} does not exist")
-    model_path = resolve_model(model_path, say)  # a packaged model's name, a run folder
+    source = model_source(model_path, say)  # a packaged model's name, a run folder
+    model_path = source.path
     unet = load_model(model_path)
     if image is None and (model_path.parent / "sample.tif").is_file():
         image = model_path.parent / "sample.tif"  # a packaged model's own sample image
     info = {k: v for k, v in info.items() if v is not None}
     config, history = run_record(model_path)
+    card = packaged_card(source.packaged) if source.packaged else None
+    if card:  # its card, not the paths it was trained from on the developers' machine
+        info = {"description": card["description"], "authors": "keras-unet developers", **info}
+        config = {k: v for k, v in config.items() if k not in (
+            "images", "masks", "val_images", "val_masks", "balance")} | {"images": card["data"]}
     zip_path = export_bioimageio(
         unet, output, name=name, image=None if image is None else read_image(image),
-        config=config, history=last_figures(history), log=say, **info)
+        config=config, history=last_figures(history), log=say, card=card, **info)
     if check:
         say("Testing it with bioimageio.core (clean process, without keras_unet)...")
         results = check_bioimageio(zip_path)

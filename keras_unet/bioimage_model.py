@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -177,8 +177,10 @@ def _class_names(n_classes: int) -> list[str]:
 
 
 def build_rdf(model: keras.Model, pg: PackageGeometry, *, name: str, description: str,
-              authors: str, license: str, config: dict, files: dict[str, str]) -> dict:
-    """The ``rdf.yaml`` content (a dict) of a package whose files are named in ``files``."""
+              authors: str, license: str, config: dict, files: dict[str, str],
+              cite: Sequence[dict] = ()) -> dict:
+    """The ``rdf.yaml`` content (a dict) of a package whose files are named in ``files``;
+    ``cite``: more references (``{"text", "doi"}``), beyond the paper's and keras-unet's."""
     normalizer = normalizer_of(model)
     n_classes = int(model.output_shape[-1])
     space = {"min": pg.min, "step": pg.step}
@@ -201,7 +203,8 @@ def build_rdf(model: keras.Model, pg: PackageGeometry, *, name: str, description
             {"text": "Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical "
                      "Image Segmentation. MICCAI 2015", "doi": PAPER_DOI},
             {"text": f"keras-unet {__version__}: the U-Net of Ronneberger et al. for "
-                     "TensorFlow/Keras 3", "url": "https://pypi.org/project/keras-unet/"}],
+                     "TensorFlow/Keras 3", "url": "https://pypi.org/project/keras-unet/"},
+            *[dict(c) for c in cite if c.get("doi") != PAPER_DOI]],
         "documentation": files["documentation"], "covers": [files["cover"]],
         "tags": ["unet", "segmentation", "2d", "keras", "tensorflow", "keras-unet",
                  "instance-segmentation"],
@@ -233,7 +236,9 @@ def build_rdf(model: keras.Model, pg: PackageGeometry, *, name: str, description
 # The documentation
 
 
-def _figures(history: dict[str, float] | None) -> str:
+def _figures(history: dict[str, float] | None, card: str | None = None) -> str:
+    if card:
+        return "The figures on held-out images are in the model card below."
     if not history:
         return "No validation figures were recorded with this model."
     names = {"val_ap50": "AP at IoU 0.5", "val_map": "mAP (IoU 0.5-0.95)", "val_dice": "Dice",
@@ -247,8 +252,9 @@ def _figures(history: dict[str, float] | None) -> str:
 
 
 def package_readme(name: str, description: str, model: keras.Model, pg: PackageGeometry,
-                   config: dict, history: dict[str, float] | None) -> str:
-    """The package's documentation (Markdown)."""
+                   config: dict, history: dict[str, float] | None,
+                   card: str | None = None) -> str:
+    """The package's documentation (Markdown); a packaged model's ``card`` (Markdown) ends it."""
     normalizer = normalizer_of(model)
     geo = geometry_of(model)
     data = config.get("images") or "the synthetic demo data of `keras-unet fit` (touching cells)"
@@ -270,7 +276,7 @@ A U-Net (Ronneberger, Fischer, Brox 2015) trained with keras-unet {__version__}:
 - The full training configuration is in `rdf.yaml`, under `config.keras_unet.training`.
 
 ## Validation
-{_figures(history)}
+{_figures(history, card)}
 
 ## Input, preprocessing, output
 - Input `{INPUT_ID}`: raw intensities, axes (batch, y, x, channel), float32.
@@ -306,4 +312,4 @@ probabilities = out.members["{OUTPUT_ID}"].data
 - O. Ronneberger, P. Fischer, T. Brox. U-Net: Convolutional Networks for Biomedical Image
   Segmentation. MICCAI 2015, LNCS 9351, 234-241. doi:{PAPER_DOI}
 - keras-unet {__version__}.
-"""
+""" + (f"\n---\n\n{card.replace('# ', '# Model card: ', 1)}" if card else "")

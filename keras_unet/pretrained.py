@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -63,6 +64,24 @@ def packaged_info(name: str) -> dict[str, Any]:
     """The ``info.json`` of a packaged model ({} if it has none)."""
     path = _folder(name) / "info.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def packaged_card(name: str) -> dict[str, Any]:
+    """What an export of packaged model ``name`` says of it, from its ``MODEL_CARD.md`` and
+    ``info.json``: ``description`` (the card's first paragraph), ``data`` (the training data
+    and their licences), ``cite`` (the card's references that have a DOI, as bioimage.io
+    ``{"text", "doi"}`` entries) and ``card`` (the whole card, Markdown)."""
+    folder, info = _folder(name), packaged_info(name)
+    card = (folder / "MODEL_CARD.md").read_text() if (folder / "MODEL_CARD.md").is_file() else ""
+    paragraphs = [p.strip() for p in card.split("\n\n") if p.strip() and not p.startswith("#")]
+    first = paragraphs[0].replace("**", "") if paragraphs else f"The packaged model {name}."
+    cite_part = card.split("## How to cite", 1)[1] if "## How to cite" in card else ""
+    cite = [{"text": text.strip(" ."), "doi": doi.rstrip(".")} for text, doi in
+            re.findall(r"^\* (.+?)\s*doi:(\S+)\s*$", cite_part, re.MULTILINE)]
+    data = "; ".join(f"{key}: {what}" for key, what in info.get("trained_on", {}).items())
+    return {"description": f"keras-unet packaged model '{name}' {info.get('version', '')}: "
+                           f"{first}", "data": data or "see the model card",
+            "cite": cite, "card": card}
 
 
 def sample(name: str = "nuclei") -> Path:

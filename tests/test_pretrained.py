@@ -162,14 +162,32 @@ def test_a_packaged_model_passes_the_savedmodel_check(packaged, tmp_path):
 
 def test_a_packaged_model_passes_the_bioimageio_check(packaged, tmp_path):
     pytest.importorskip("bioimageio.core")
+    (packaged / "MODEL_CARD.md").write_text(
+        "# keras-unet nuclei model, version 0-test\n\nA U-Net that segments **test nuclei**.\n\n"
+        "## How to cite\n\n* A. Author. A data set. J 1 (2020). doi:10.1000/test.1\n"
+        "* keras-unet.\n")
+    json.dump({**json.loads((packaged / "info.json").read_text()),
+               "trained_on": {"demo": "made-up nuclei (CC0)"}}, (packaged / "info.json").open("w"))
+    (packaged / "config.json").write_text(json.dumps({"depth": 3, "images": "/dev/machine/x"}))
     result = run("export", "nuclei", "--format", "bioimageio", "--output", tmp_path / "bio",
                  "--check")  # the zip is named after the packaged model
     assert result.exit_code == 0, result.output
     assert "passed for keras_v3, keras_hdf5, tensorflow_saved_model_bundle" in result.output
     import zipfile
 
+    import yaml
+
     with zipfile.ZipFile(tmp_path / "bio" / "nuclei.zip") as zf:
         sample = np.load(zf.open("test_input.npy"))
+        readme = zf.read("README.md").decode()
+        rdf = yaml.safe_load(zf.read("rdf.yaml"))
+    # the card, not the developers' paths, tells what it is and what to cite
+    assert "# Model card: keras-unet nuclei model, version 0-test" in readme
+    assert "Data: demo: made-up nuclei (CC0)" in readme and "/dev/machine" not in readme
+    assert rdf["description"] == ("keras-unet packaged model 'nuclei' 0-test: A U-Net that "
+                                  "segments test nuclei.")
+    assert {"text": "A. Author. A data set. J 1 (2020)", "doi": "10.1000/test.1"} in rdf["cite"]
+    assert [a["name"] for a in rdf["authors"]] == ["keras-unet developers"]
     raw = cv2.imread(str(packaged / "sample.tif"), cv2.IMREAD_UNCHANGED)
     assert sample.max() <= raw.max() and sample.shape[1] <= 96  # cut from its own sample image
 
