@@ -47,7 +47,7 @@ from .images import list_images, read_image
 from .instances import label_instances
 from .model import geometry_of
 from .preprocess import instance_settings_of, mirror_pad, normalizer_of
-from .pretrained import export_name, model_source, packaged_card
+from .pretrained import export_name, model_source, packaged_card, packaged_config
 from .runs import run_record
 from .visualize import colorize, instance_overlay, write_png
 
@@ -338,8 +338,7 @@ def export_bioimageio_file(
     card = packaged_card(source.packaged) if source.packaged else None
     if card:  # its card, not the paths it was trained from on the developers' machine
         info = {"description": card["description"], "authors": "keras-unet developers", **info}
-        config = {k: v for k, v in config.items() if k not in (
-            "images", "masks", "val_images", "val_masks", "balance")} | {"images": card["data"]}
+        config = packaged_config(source.packaged, config)
     zip_path = export_bioimageio(
         unet, output, name=name, image=None if image is None else read_image(image),
         config=config, history=last_figures(history), log=say, card=card, **info)

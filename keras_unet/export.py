@@ -32,7 +32,7 @@ from .bioimage import export_bioimageio  # noqa: F401  (the bioimage.io format, 
 from .files import check_writable, write_json_atomic
 from .model import geometry_of
 from .preprocess import instance_settings_of, normalizer_of
-from .pretrained import export_name, resolve_model
+from .pretrained import export_name, model_source, packaged_config
 from .runs import run_record
 from .signatures import serving_functions
 from .tiling import predict_tiled
@@ -331,12 +331,15 @@ def export_model_file(
         raise ValueError(f"--version must be a positive integer, got {version!r}")
     name = check_name(name or export_name(model_path))  # a packaged model keeps its name
     check_writable(output, "export folder")
-    model_path = resolve_model(model_path, say)  # a packaged model's name, a run folder
+    source = model_source(model_path, say)  # a packaged model's name, a run folder
+    model_path, config = source.path, run_record(source.path)[0]
+    if source.packaged:  # what it was trained on, not the developers' paths
+        config = packaged_config(source.packaged, config)
     unet = load_model(model_path)
     if tile_size is not None:
         geometry_of(unet).check(tile_size, "--tile-size")
-    out = export_saved_model(unet, output, name, version, overwrite, run_record(model_path)[0],
-                             tile_size, batch_size)
+    out = export_saved_model(unet, output, name, version, overwrite, config, tile_size,
+                             batch_size)
     say(f"SavedModel exported to {out}")
     if check:
         say("Checking it the way TF Serving loads it (clean process, tag 'serve')...")

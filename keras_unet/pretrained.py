@@ -84,6 +84,14 @@ def packaged_card(name: str) -> dict[str, Any]:
             "cite": cite, "card": card}
 
 
+def packaged_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A packaged model's training configuration as its exports record it: the data paths of
+    the machine it was trained on give way to what the data were (:func:`packaged_card`)."""
+    local = ("images", "masks", "val_images", "val_masks", "balance")
+    return {k: v for k, v in config.items() if k not in local} | {
+        "images": packaged_card(name)["data"]}
+
+
 def sample(name: str = "nuclei") -> Path:
     """The sample image that ships with packaged model ``name`` (``sample.tif``: for the
     nuclei model a 256 px crop of a held-out BBBC039 image, CC0), to try the model on.

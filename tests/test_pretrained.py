@@ -152,12 +152,16 @@ def test_an_export_is_named_after_its_packaged_model_else_unet(packaged, tmp_pat
 
 
 def test_a_packaged_model_passes_the_savedmodel_check(packaged, tmp_path):
+    (packaged / "config.json").write_text(json.dumps({"depth": 3, "filters": 8,
+                                                      "images": "/dev/machine/images"}))
     result = run("export", "nuclei", "--output", tmp_path / "exp", "--check")  # named nuclei
     assert result.exit_code == 0, result.output
     assert "Using the packaged model 'nuclei'" in result.output and "Check passed." in result.output
     meta = json.loads((tmp_path / "exp" / "nuclei" / "1" / "assets.extra" /
                        "keras_unet.json").read_text())
     assert meta["training_config"]["filters"] == 8  # its config.json went with it
+    # but not the path it was trained from on the developers' machine
+    assert meta["training_config"]["images"] == "see the model card"
 
 
 def test_a_packaged_model_passes_the_bioimageio_check(packaged, tmp_path):
