@@ -230,8 +230,9 @@ def training_dataset(
     inside it (stateless RNG from the step number and ``seed``), cuts the input tile around it
     from the mirror-padded image, and, with ``augmentation``, resamples it (rotation, shift, the
     paper's elastic deformation; the image bilinearly, labels and weights by nearest neighbour,
-    all reading real context around the tile), flips/rotates it by 90 degrees and changes grey values. Labels and weights are then
-    cropped to the output window (the margin is known analytically).
+    all reading real context around the tile), flips/rotates it by 90 degrees and changes grey
+    values. Labels and weights are then cropped to the output window (the margin is known
+    analytically).
 
     Only the window a tile needs is read from each image (from memory or from the disk cache,
     in parallel, ahead of the training step); nothing is padded or copied beforehand.

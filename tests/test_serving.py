@@ -435,4 +435,5 @@ def test_png_signature_of_an_rgb_model_takes_grey_as_three_equal_channels(tmp_pa
     out = session_run(export, "predict_png", {"image_bytes": np.array([png], object)})
     mask = cv2.imdecode(np.frombuffer(out["mask_png_bytes"][0], np.uint8), cv2.IMREAD_UNCHANGED)
     rgb = np.dstack([raw] * 3)  # what predict does with it
-    np.testing.assert_array_equal(mask, predict_tiled(rgb_unet, normalize(rgb), TILE).argmax(-1) * 255)
+    expected = predict_tiled(rgb_unet, normalize(rgb), TILE).argmax(-1) * 255
+    np.testing.assert_array_equal(mask, expected)
