@@ -54,9 +54,15 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class ValidationMetrics(keras.callbacks.Callback):
-    """Pixel error, foreground IoU and Dice on the validation tiles, added to the epoch's logs
-    as ``val_pixel_error``, ``val_iou``, ``val_dice`` (so the progress bar, the CSV log,
-    TensorBoard and the checkpoints see them)."""
+    """The validation loss, pixel error, foreground IoU and Dice on the validation tiles, added to
+    the epoch's logs as ``val_loss``, ``val_pixel_error``, ``val_iou``, ``val_dice`` (so the
+    progress bar, the CSV log, TensorBoard and the checkpoints see them).
+
+    One prediction of the tiles gives all four: ``val_loss`` is the training loss, the weighted
+    cross-entropy ``sum(w * -log p_label) / (H * W)`` per tile
+    (:class:`keras_unet.layers.WeightedCrossEntropy`), averaged over the tiles, which is what
+    Keras reports for ``validation_data`` (batches weighted by their size), from the softmax
+    probabilities instead of the logits. So ``fit`` needs no second pass over the tiles."""
 
     def __init__(self, unet: keras.Model, tiles: dict[str, np.ndarray], batch_size: int = 2):
         super().__init__()
@@ -66,6 +72,8 @@ class ValidationMetrics(keras.callbacks.Callback):
         if logs is None:
             return
         probs = self.unet.predict(self.tiles["image"], batch_size=self.batch_size, verbose=0)
+        logs["val_loss"] = loss_from_probabilities(probs, self.tiles["labels"],
+                                                   self.tiles["weights"])
         pred = np.argmax(probs, axis=-1)
         truth, valid = self.tiles["labels"], self.tiles["valid"]
         p, t = pred[valid], truth[valid]
@@ -77,6 +85,15 @@ class ValidationMetrics(keras.callbacks.Callback):
             ious.append(inter / (a + b - inter) if a + b - inter else 1.0)
             dices.append(2 * inter / (a + b) if a + b else 1.0)
         logs["val_iou"], logs["val_dice"] = float(np.mean(ious)), float(np.mean(dices))
+
+
+def loss_from_probabilities(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    """The U-Net paper's loss (Eq. 1) from probabilities: the mean over all ``(N, H, W)`` pixels
+    of ``w * -log p_label``, with ``probs`` ``(N, H, W, K)``, ``labels`` int ``(N, H, W)`` and
+    ``weights`` ``(N, H, W)``. Probabilities are floored at 1e-30 (a logit gap of about 69)."""
+    chosen = np.take_along_axis(probs, labels[..., None].astype(np.int64), axis=-1)[..., 0]
+    ce = -np.log(np.maximum(chosen.astype(np.float64), 1e-30))
+    return float(np.mean(weights * ce)) if ce.size else float("nan")
 
 
 class InstanceValidation(keras.callbacks.Callback):

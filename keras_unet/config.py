@@ -309,8 +309,10 @@ class TrainConfig(Augmentation):
             raise ValueError(f"lr must be > 0 and at most 10, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.sigma <= 0 or self.w0 < 0:
-            raise ValueError(f"need sigma > 0 and w0 >= 0, got sigma={self.sigma}, w0={self.w0}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0 px, got {self.sigma!r}")
+        if not self.w0 >= 0:
+            raise ValueError(f"w0 must be >= 0, got {self.w0!r}")
         if self.class_weights not in (None, "balanced"):
             raise ValueError(f"class_weights must be 'balanced' or None, got {self.class_weights!r}")
         if not 0 <= self.dropout < 1:

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from dataclasses import dataclass
 
-from .config import ADDED_SETTINGS, BALANCE, PRESETS, TrainConfig
+from .config import ADDED_SETTINGS, BALANCE, PRESETS, TrainConfig, option_fields
 from .settings import load_config_file, resolve_config
 from .files import atomic_path, check_writable
 
@@ -169,6 +169,18 @@ class RunPlan:
     resume: bool = False
 
 
+def as_option(message: str, given: Mapping[str, Any]) -> str:
+    """A setting's error in the words the user typed: ``hed_jitter must ...`` becomes
+    ``--hed-jitter must ...`` when the value came from the command line (``given``); a value from
+    a ``--config`` file keeps its key."""
+    key = message.split(" ", 1)[0]
+    meta = next((f.metadata for f in option_fields() if f.name == key), None)
+    if key not in given or meta is None:
+        return message
+    option = meta.get("flag", meta.get("option", "--" + key.replace("_", "-")))
+    return option.split("/")[0] + message[len(key):]
+
+
 def plan_run(
     given: Mapping[str, Any],
     preset: str | None = None,
@@ -221,7 +233,10 @@ def plan_run(
                                       Path(config_file).name if config_file else ""))
         explicit.update(dict.fromkeys(given, ""))  # the command line wins, as in resolve_config
         config = apply_init(config, explicit, log)
-    config.validate()
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise ValueError(as_option(str(exc), given)) from None
     for name in ("images", "masks", "val_images", "val_masks", "balance"):  # config.json holds
         value = getattr(config, name)  # absolute paths, so --resume works from any folder (a
         if value and value not in BALANCE and os.path.exists(value):  # missing one: as typed,

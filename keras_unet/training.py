@@ -27,7 +27,7 @@ from .callbacks import (
     tensorboard_available,
 )
 from .config import TrainConfig
-from .data import TrainingSet, training_dataset, validation_dataset, validation_tiles
+from .data import TrainingSet, training_dataset, validation_tiles
 from .devices import float32_copy, make_strategy, precision, resolve_precision
 from .files import remove_partials, write_json_atomic
 from .finetune import start_from
@@ -271,13 +271,11 @@ def train(
         remove_partials(run_dir)  # left by a run killed while writing
     to_float32 = lambda m: float32_copy(m, config)  # noqa: E731
     cbs = _callbacks(config, run_dir, unet, val_data, resume, to_float32, say)
-    validation = (validation_dataset(val_data, config.geometry, config.tile_size,
-                                     config.batch_size) if val_data is not None else None)
     if config.strategy != "default":
         distributed_symbolic_build(model)
     try:
         history = model.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=config.steps_per_epoch, validation_data=validation,
+                            steps_per_epoch=config.steps_per_epoch,
                             verbose=verbose, shuffle=False, callbacks=cbs + list(callbacks or []))
     except KeyboardInterrupt:
         path = save_model_atomic(to_float32(unet), run_dir / "model.keras")

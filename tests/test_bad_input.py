@@ -110,20 +110,22 @@ def test_instance_mask_with_holes_and_gaps_in_ids_works(tmp_path):
 
 
 @pytest.mark.parametrize("option,value,message", [
-    ("--lr", "inf", "lr must be a finite number"),
-    ("--lr", "nan", "lr must be a finite number"),
-    ("--momentum", "1.5", "momentum must be in [0, 1)"),
-    ("--depth", "20", "depth must be an integer from 1 to 8"),
-    ("--filters", "5000", "filters must be an integer from 1 to 1024"),
-    ("--batch-size", "0", "batch_size must be an integer from 1"),
-    ("--epochs", "0", "epochs must be an integer from 1"),
-    ("--sigma", "0", "need sigma > 0"),
-    ("--w0", "-1", "w0 >= 0"),
-    ("--border-width", "-1", "border_width must be an integer from 0 to 16"),
-    ("--elastic-sigma", "inf", "elastic_sigma must be a finite number"),
-    ("--rotation", "400", "rotation must be at most 180"),
+    ("--lr", "inf", "--lr must be a finite number"),
+    ("--lr", "nan", "--lr must be a finite number"),
+    ("--momentum", "1.5", "--momentum must be in [0, 1)"),
+    ("--depth", "20", "--depth must be an integer from 1 to 8"),
+    ("--filters", "5000", "--filters must be an integer from 1 to 1024"),
+    ("--batch-size", "0", "--batch-size must be an integer from 1"),
+    ("--epochs", "0", "--epochs must be an integer from 1"),
+    ("--sigma", "0", "--sigma must be > 0 px"),
+    ("--w0", "-1", "--w0 must be >= 0"),
+    ("--border-width", "-1", "--border-width must be an integer from 0 to 16"),
+    ("--elastic-sigma", "inf", "--elastic-sigma must be a finite number"),
+    ("--rotation", "400", "--rotation must be at most 180"),
+    ("--hed-jitter", "2", "--hed-jitter must be a number from 0 to 0.999"),
 ])
 def test_numbers_are_checked_before_any_work(tmp_path, option, value, message):
+    """The error names the option as typed (--batch-size, not the setting's key batch_size)."""
     result = run("fit", "--depth", "2", "--tile-size", "44", option, value, "-o", tmp_path / "r")
     one_error_line(result, message)
     assert not (tmp_path / "r").exists()
@@ -132,7 +134,7 @@ def test_numbers_are_checked_before_any_work(tmp_path, option, value, message):
 def test_config_file_numbers_are_checked(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"lr": float("inf")}))
     one_error_line(run("fit", "--config", tmp_path / "c.json", "--depth", "2", "--tile-size",
-                       "44"), "lr must be a finite number")
+                       "44"), "Error: lr must be a finite number")  # the file's key, as written
 
 
 def test_a_dead_run_can_be_taken_over(tmp_path):
