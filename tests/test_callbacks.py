@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from keras_unet._compat import keras
 from keras_unet.callbacks import ValidationMetrics, loss_from_probabilities
 from keras_unet.losses import build_training_model
 from keras_unet.model import build_unet
