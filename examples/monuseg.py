@@ -1,6 +1,6 @@
 """Nuclei in H&E-stained tissue (MoNuSeg 2018): train with the CLI defaults, score AP, mAP, AJI.
 
-Usage (about 15 minutes of ``fit`` on a 2-core laptop CPU when nothing else runs)::
+Usage (about 20 minutes of ``fit`` on a 2-core laptop CPU when nothing else runs)::
 
     python examples/monuseg.py --data ../shared/data/monuseg2018_train --out runs/monuseg
 
