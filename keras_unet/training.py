@@ -116,17 +116,21 @@ def fit_run(plan: RunPlan, log: Log | None = None, progressbar=None, verbose: in
                  log=say)
 
 
-def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """The optimizer; with ``lr_schedule="cosine"`` the rate falls from ``lr`` to 0 along a half
-    cosine over the run's steps (it follows the optimizer's step count, so a resumed run goes on
-    where it stopped)."""
-    lr = config.lr
+def _learning_rate(config: TrainConfig):
+    """``lr``, or with ``lr_schedule="cosine"`` a rate that falls from ``lr`` to 0 along a half
+    cosine over the run's ``epochs * steps_per_epoch`` steps. It follows the optimizer's step
+    count, so a resumed run goes on where it stopped."""
     if config.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(config.lr,
-                                                    config.epochs * config.steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(config.lr,
+                                                      config.epochs * config.steps_per_epoch)
+    return config.lr
+
+
+def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """The optimizer (SGD with ``momentum`` or Adam) at :func:`_learning_rate`."""
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=config.momentum)
-    return keras.optimizers.Adam(lr)
+        return keras.optimizers.SGD(_learning_rate(config), momentum=config.momentum)
+    return keras.optimizers.Adam(_learning_rate(config))
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> keras.Model:
@@ -168,6 +172,9 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
     initial_epoch = step // config.steps_per_epoch
     if resume:
         say(f"Resuming at epoch {initial_epoch + 1} of {config.epochs} (optimizer step {step}).")
+        if config.lr_schedule == "cosine":  # the checkpoint's schedule ends at the old total;
+            # a run resumed with a larger --epochs follows the cosine over the new one
+            model.optimizer.learning_rate = _learning_rate(config)
         if initial_epoch >= config.epochs:
             raise ValueError(f"{run_dir} already finished {initial_epoch} of {config.epochs} "
                              "epochs; pass a larger --epochs to train on")

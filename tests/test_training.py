@@ -253,6 +253,23 @@ def test_resume_after_sigkill_continues_with_the_optimizer_state(tmp_path):
     assert not list(run_dir.glob("**/.*partial*"))  # resuming cleared the temporary files
 
 
+def test_resume_with_more_epochs_trains_on_under_the_cosine_schedule(tmp_path):
+    """A finished cosine run ends at learning rate 0; resumed with a larger --epochs, the rate
+    follows the cosine over the new total, so the weights move again."""
+    run_dir = tmp_path / "r"
+    assert run("fit", *TINY_CLI, "--epochs", "2", "--output", run_dir).exit_code == 0
+    before = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    assert float(before.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    result = run("fit", "--resume", run_dir, "--epochs", "4")
+    assert result.exit_code == 0, result.output
+    after = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    assert int(after.optimizer.iterations.numpy()) == 4 * 3
+    moved = max(float(np.max(np.abs(a - b)))
+                for a, b in zip(before.get_weights(), after.get_weights()))
+    assert moved > 1e-6  # before the fix: exactly 0, the extra epochs ran at rate 0
+    assert float(after.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # ends at 0
+
+
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     config = TrainConfig(**{**TINY, "epochs": 4})
     data = tiny_data(config)
