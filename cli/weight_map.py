@@ -28,7 +28,11 @@ FIT = TrainConfig()  # the defaults fit trains with, so the map shown is the map
 @click.option("--axes", help="Axes of a TIFF mask whose file does not say (e.g. YX).")
 def weight_map(mask, w0, sigma, class_weights, mask_type, border_width, output, axes) -> None:
     """Write the weight map of MASK as .npy (exact values) and a colour-mapped .png."""
+    from keras_unet.runs import as_option
     from keras_unet.visualize import weight_map_files
 
-    weight_map_files(mask, output, w0, sigma, None if class_weights == "none" else "balanced",
-                     mask_type, border_width, log=click.echo, axes=axes)
+    try:
+        weight_map_files(mask, output, w0, sigma, None if class_weights == "none" else
+                         "balanced", mask_type, border_width, log=click.echo, axes=axes)
+    except ValueError as exc:  # --w0, not the setting's name w0
+        raise ValueError(as_option(str(exc), {"w0", "sigma", "border_width"})) from None

@@ -288,7 +288,7 @@ class TrainConfig(Augmentation):
         self._check_types()
         for name, low, high in (("depth", 1, None), ("filters", 1, 1024), ("batch_size", 1, 4096),
                                 ("epochs", 1, 100_000), ("steps_per_epoch", 1, 10_000_000),
-                                ("n_classes", 2, 256)):
+                                ("n_classes", 2, 256), ("seed", 0, 2**32 - 1)):
             value = getattr(self, name)
             if value < low or (high is not None and value > high):
                 span = f"from {low} to {high}" if high is not None else f">= {low}"

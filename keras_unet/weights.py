@@ -193,7 +193,7 @@ def _check_w0_sigma(w0: float, sigma: float) -> None:
     if not np.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
     if not np.isfinite(w0) or w0 < 0:
-        raise ValueError(f"w0 must be >= 0, got {w0!r}")
+        raise ValueError(f"w0 must be a finite number >= 0, got {w0!r}")
 
 
 def class_weight_map(

@@ -119,6 +119,8 @@ def test_instance_mask_with_holes_and_gaps_in_ids_works(tmp_path):
     ("--epochs", "0", "--epochs must be an integer from 1"),
     ("--sigma", "0", "--sigma must be > 0 px"),
     ("--w0", "-1", "--w0 must be >= 0"),
+    ("--seed", "-1", "--seed must be an integer from 0 to 4294967295"),
+    ("--seed", "4294967296", "--seed must be an integer from 0 to 4294967295"),
     ("--border-width", "-1", "--border-width must be an integer from 0 to 16"),
     ("--elastic-sigma", "inf", "--elastic-sigma must be a finite number"),
     ("--rotation", "400", "--rotation must be at most 180"),
@@ -311,8 +313,9 @@ def test_export_corrupt_model(tmp_path):
 @pytest.mark.parametrize("case,message", [
     ("missing", "does not exist"),
     ("not an image", "cannot read mask"),
-    ("sigma", "sigma"),
-    ("w0", "w0"),
+    ("sigma", "--sigma must be a positive number of pixels, got 0.0"),
+    ("w0", "--w0 must be a finite number >= 0, got -2.0"),
+    ("w0 inf", "--w0 must be a finite number >= 0, got inf"),
     ("colour", "expected a 2-D single-channel mask"),
     ("output under a file", "is a file, not a folder"),
 ])
@@ -329,6 +332,8 @@ def test_weight_map_bad_input(tmp_path, case, message):
         args += ["--sigma", "0"]
     elif case == "w0":
         args += ["--w0", "-2"]
+    elif case == "w0 inf":
+        args += ["--w0", "inf"]
     elif case == "colour":
         cv2.imwrite(str(mask), np.dstack([np.zeros((9, 9), np.uint8), np.ones((9, 9), np.uint8),
                                           np.full((9, 9), 2, np.uint8)]))
