@@ -65,6 +65,9 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
     Writes NAME_mask.png per image (0/255 for two classes, class ids otherwise; a multi-page
     NAME_mask.tif for TIFF stacks). A file that cannot be read is reported and skipped.
     """
+    named = [f"--{k.replace('_', '-')}" for k, v in instance.items() if v not in (None, False)]
+    if named and not as_instances:
+        raise ValueError(f"{', '.join(named)} set how objects are cut: add --instances")
     if server:
         if not model_name:
             raise ValueError("--server needs --model NAME (the served model's name)")

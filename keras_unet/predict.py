@@ -68,8 +68,11 @@ class InstanceOptions:
                   else getattr(self, k) for k in INSTANCE_DEFAULTS}
         if not 0 <= float(values["threshold"]) < 1:
             raise ValueError(f"--threshold must be in [0, 1), got {values['threshold']!r}")
-        if int(values["min_size"]) < 0 or int(values["border_width"]) < 0:
-            raise ValueError("--min-size and --border-width must be >= 0")
+        if int(values["min_size"]) < 0:
+            raise ValueError(f"--min-size must be >= 0 px, got {values['min_size']!r}")
+        if not 0 <= int(values["border_width"]) <= 16:
+            raise ValueError(f"--border-width must be an integer from 0 to 16 px, got "
+                             f"{values['border_width']!r}")
         if not float(values["split_depth"]) >= 0:
             raise ValueError(f"--split-depth must be >= 0 px, got {values['split_depth']!r}")
         return {**values, "watershed_split": self.watershed}

@@ -228,7 +228,9 @@ def test_predict_server_closed_port_respects_the_timeout(tmp_path):
 
 @pytest.mark.parametrize("option,value,message", [
     ("--threshold", "1.5", "--threshold must be in [0, 1)"),
-    ("--min-size", "-3", "--min-size and --border-width must be >= 0"),
+    ("--threshold", "nan", "--threshold must be in [0, 1)"),
+    ("--min-size", "-3", "--min-size must be >= 0 px, got -3"),
+    ("--border-width", "99", "--border-width must be an integer from 0 to 16 px, got 99"),
     ("--split-depth", "-1", "--split-depth must be >= 0 px"),
     ("--tile-size", "35", "tile size 35 is not valid"),
 ])
@@ -237,6 +239,17 @@ def test_predict_instance_options(tmp_path, model_file, option, value, message):
     cv2.imwrite(str(image), np.zeros((30, 30), np.uint8))
     one_error_line(run("predict", model_file, image, "-o", tmp_path / "out", "--instances",
                        option, value), message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("options", [["--threshold", "0.05"], ["--min-size", "3", "--watershed"]])
+def test_object_options_without_instances_are_refused(tmp_path, model_file, options):
+    """Without --instances no objects are cut, so these options would change nothing."""
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((30, 30), np.uint8))
+    named = ", ".join(o for o in options if o.startswith("--"))
+    one_error_line(run("predict", model_file, image, "-o", tmp_path / "out", *options),
+                   f"{named} set how objects are cut: add --instances")
     assert not (tmp_path / "out").exists()
 
 
