@@ -325,6 +325,11 @@ def _calibrate(config: TrainConfig, unet, val_data: TrainingSet | None, say: Log
     best = calibrate_instances(unet, images, instances,
                                settings["border_width"], settings["min_size"],
                                config.calibrate_metric, config.calibrate_tta)
+    what = f"{len(images)} {on} image" + ("s" if len(images) != 1 else "")
+    if best["rand_error"] is None and best["ap50"] == 0:  # no setting finds any true object
+        say(f"{kept}: no setting found any object of the {what} (AP50 0 for all), so there is "
+            "nothing to choose from; the network needs more training (--epochs).")
+        return
     set_instance_settings(unet, threshold=best["threshold"], split_depth=best["split_depth"],
                           min_size=best["min_size"])
     rand = "" if best["rand_error"] is None else f"Rand error {best['rand_error']:.4f}, "
@@ -332,7 +337,7 @@ def _calibrate(config: TrainConfig, unet, val_data: TrainingSet | None, say: Log
     flatters = (" (they are the images it learned from, so the scores flatter it)"
                 if on == "training" else "")
     say(f"Objects: threshold {best['threshold']:.2f}, neck depth {best['split_depth']:g} px and "
-        f"smallest object {best['min_size']} px suit the {len(images)} {on} images best "
+        f"smallest object {best['min_size']} px suit the {what} best "
         f"({rand}AP50 {best['ap50']:.3f}, mAP {best['map']:.3f}, AJI {best['aji']:.3f}{tta})"
         f"{flatters}; stored in the model.")
 

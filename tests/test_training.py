@@ -440,8 +440,28 @@ def test_fit_holds_out_and_calibrates_by_default(tmp_path):
     assert "Holding out 1 of 10 images for validation and calibration (the default" in \
         result.output
     line = next(x for x in result.output.splitlines() if x.startswith("Objects:"))
-    assert "suit the 1 validation images best" in line and "AJI" in line
+    assert "suit the 1 validation image best" in line and "AJI" in line
     assert json.loads((tmp_path / "r" / "config.json").read_text())["calibrate"] == "auto"
+
+
+def test_calibration_that_finds_no_object_keeps_the_defaults(tmp_path, monkeypatch):
+    """When no setting matches a single true object (AP50 0 everywhere), there is no best one
+    to store: the stated defaults stay, and the line says why."""
+    import keras_unet.evaluate as evaluate
+    from keras_unet.preprocess import instance_settings_of
+
+    monkeypatch.setattr(evaluate, "calibrate_instances", lambda *a, **k: {
+        "threshold": 0.2, "split_depth": 3.0, "min_size": 7, "ap50": 0.0, "map": 0.0,
+        "aji": 0.01, "rand_error": None})
+    images, masks = write_pairs(tmp_path / "ten", 10)
+    result = run("fit", *TINY_CLI, "--epochs", "1", "--images", images, "--masks", masks,
+                 "--output", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("Objects:"))
+    assert line.startswith("Objects: kept the stated defaults (threshold 0.50, neck depth 0 px")
+    assert "no setting found any object of the 1 validation image (AP50 0 for all)" in line
+    stored = instance_settings_of(keras.models.load_model(tmp_path / "r" / "model.keras"))
+    assert (stored["threshold"], stored["split_depth"]) == (0.5, 0.0)
 
 
 def test_fit_with_few_images_calibrates_on_the_training_images(tmp_path, monkeypatch):
