@@ -99,7 +99,8 @@ def instance_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45)
     return out.astype(np.uint8)
 
 
-_LINE_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+_LINE_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                 (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
@@ -107,9 +108,18 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
     """One line chart, RGB uint8: axes with ticks, one coloured line per series, a legend.
     ``epochs`` are the x positions (of every series; NaN values are left out)."""
     w, h = size
-    img = np.full((h, w, 3), 255, np.uint8)
     left, right, top, bottom = 60, 15, 48, 40
     font = cv2.FONT_HERSHEY_SIMPLEX
+    legend, x, y = [], left, 34  # the legend in rows between the title and the plot area
+    for name in series:
+        width = 35 + cv2.getTextSize(name, font, 0.4, 1)[0][0]
+        if x > left and x + width - 10 > w - right:
+            x, y = left, y + 16
+        legend.append((name, x, y))
+        x += width
+    top += y - 34
+    h += y - 34
+    img = np.full((h, w, 3), 255, np.uint8)
     values = np.array([v for vs in series.values() for v in vs if np.isfinite(v)], np.float64)
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     if hi - lo < 1e-12:
@@ -145,13 +155,10 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
             cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 2, cv2.LINE_AA)
         for p in pts:
             cv2.circle(img, p, 3, colour, -1, cv2.LINE_AA)
-    # the legend, in a row between the title and the plot area
-    x = left
-    for i, name in enumerate(series):
+    for i, (name, x, y) in enumerate(legend):
         colour = _LINE_COLOURS[i % len(_LINE_COLOURS)]
-        cv2.line(img, (x, 34), (x + 20, 34), colour, 2)
-        cv2.putText(img, name, (x + 25, 38), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        x += 35 + cv2.getTextSize(name, font, 0.4, 1)[0][0]
+        cv2.line(img, (x, y), (x + 20, y), colour, 2)
+        cv2.putText(img, name, (x + 25, y + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img
 
 
@@ -159,6 +166,9 @@ def plot_curves(series: dict[str, list[float]], x: list[float], title: str,
                 xlabel: str) -> np.ndarray:
     """A line chart of ``series`` (name -> values at ``x``; NaN: no point), RGB uint8."""
     return _panel(series, x, title, (640, 400), xlabel)
+
+
+COUNTS = ("val_merges",)  # history columns that count objects: their own panel, not 0 to 1
 
 
 def plot_history(history: dict[str, list[float]]) -> np.ndarray:
@@ -171,11 +181,16 @@ def plot_history(history: dict[str, list[float]]) -> np.ndarray:
     epochs = [e + 1 for e in history.get("epoch", range(n))]
     losses = {k: v for k, v in history.items() if k.endswith("loss")}
     metrics = {k: v for k, v in history.items()
-               if k.startswith("val_") and not k.endswith("loss")}
+               if k.startswith("val_") and not k.endswith("loss") and k not in COUNTS}
+    counts = {k: v for k, v in history.items() if k in COUNTS}
     panels = [_panel(losses, epochs, "loss (weighted cross-entropy)")]
     if metrics:
-        panels.append(_panel(metrics, epochs, "validation metrics"))
-    return np.concatenate(panels, axis=1)
+        panels.append(_panel(metrics, epochs, "validation metrics (0 to 1)"))
+    if counts:
+        panels.append(_panel(counts, epochs, "validation: merged objects", (360, 360)))
+    height = max(p.shape[0] for p in panels)  # a wrapped legend makes a panel taller
+    return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)),
+                                  constant_values=255) for p in panels], axis=1)
 
 
 def weight_map_files(mask: str | os.PathLike, output: str | os.PathLike, w0: float = 10.0,
