@@ -173,6 +173,13 @@ def model_source(model: str | os.PathLike, log: Log | None = None) -> ModelSourc
         return ModelSource(path / "model.keras" if run_folder else path)
     if text in packaged_models():
         return model_source(PREFIX + text, log)
+    if not path.suffix and len(path.parts) == 1:  # a packaged model's name, mistyped?
+        import difflib
+
+        near = difflib.get_close_matches(text, packaged_models(), n=1)
+        if near:
+            raise FileNotFoundError(f"{text} is neither a file nor a packaged model: did you "
+                                    f"mean {near[0]}?")
     return ModelSource(path)
 
 

@@ -122,6 +122,15 @@ def test_names_resolve_and_a_local_file_wins(packaged, tmp_path):
         load_pretrained("cells")
 
 
+def test_a_mistyped_packaged_name_gets_a_suggestion(packaged, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nucleii is neither a file nor a packaged "
+                                                "model: did you mean nuclei"):
+        model_source("nucleii")
+    one_error_line(run("predict", "nucleii", packaged / "sample.tif", "-o", tmp_path / "o"),
+                   "did you mean nuclei?")
+    assert model_source("cells").path.name == "cells"  # nothing near: the caller's own error
+
+
 def test_predict_and_evaluate_take_a_packaged_name(packaged, tmp_path):
     sample = packaged / "sample.tif"
     result = run("predict", "nuclei", sample, "--instances", "--output", tmp_path / "out")
