@@ -180,9 +180,9 @@ class TrainConfig(Augmentation):
     The defaults were chosen by measurement on nuclei (DSB 2018, see the README): a laptop-sized
     U-Net (depth 4, 32 base filters, 252 px tiles) trained for 4,000 steps of 2 tiles with Adam
     and a cosine schedule (24 minutes for 46 DSB 2018 images on 2 CPU cores, calibration
-    included; 19.5 since validation takes one pass per epoch), the paper's weight map (w0 = 10, sigma = 5 px) on labels whose touching objects
-    are separated by 1 px each, without class balancing, and the paper's elastic deformation
-    plus a random zoom (0.67-1.5x); each kind
+    included; 19.5 since validation takes one pass per epoch), the paper's weight map (w0 = 10,
+    sigma = 5 px) on labels whose touching objects are separated by 1 px each, without class
+    balancing, and the paper's elastic deformation plus a random zoom (0.67-1.5x); each kind
     of image drawn in proportion to the square root of its count (``balance="kind"``, measured
     on DSB 2018 split by kind: brightfield AP50 0.19 -> 0.45, fluorescence unchanged).
     ``PRESETS["paper"]`` holds the paper's own recipe. The augmentation keys are
