@@ -518,7 +518,8 @@ def test_bad_calibrate_and_val_fraction_values(tmp_path):
     from cli_helpers import one_error_line
 
     one_error_line(run("fit", "--calibrate", "sometimes"), "sometimes")
-    one_error_line(run("fit", "--val-fraction", "1.5", "--dry-run"), "val_fraction")
+    one_error_line(run("fit", "--val-fraction", "1.5", "--dry-run"),
+                   "--val-fraction must be in [0, 1), got 1.5")
     config = json.loads(run("fit", "--dry-run").output)
     assert config["val_fraction"] is None and config["calibrate"] == "auto"
 
