@@ -67,7 +67,8 @@ def predict(args, output, tile_size, batch_size, tta, save_probabilities, overla
     """
     named = [f"--{k.replace('_', '-')}" for k, v in instance.items() if v not in (None, False)]
     if named and not as_instances:
-        raise ValueError(f"{', '.join(named)} set how objects are cut: add --instances")
+        raise ValueError(f"{', '.join(named)} set{'s' * (len(named) == 1)} how objects are "
+                         "cut: add --instances")
     if server:
         if not model_name:
             raise ValueError("--server needs --model NAME (the served model's name)")

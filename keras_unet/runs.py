@@ -111,6 +111,11 @@ def resume_config(run_dir: str | os.PathLike, epochs: int | None = None) -> Trai
     config = TrainConfig.from_dict({**ADDED_SETTINGS, **values})
     if epochs is not None:
         config.epochs = epochs
+    history = run_dir / "history.csv"  # a row per epoch done (one more after a kill mid-save)
+    rows = max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else 0
+    if rows - 1 >= config.epochs:  # surely done, before any data is read
+        raise ValueError(f"{run_dir} already finished {rows} of {config.epochs} epochs; pass "
+                         "a larger --epochs to train on")
     return config.validate()
 
 
@@ -236,7 +241,11 @@ def plan_run(
     try:
         config.validate()
     except ValueError as exc:
-        raise ValueError(as_option(str(exc), given)) from None
+        message = as_option(str(exc), given)
+        key = message.split(" ", 1)[0]
+        if config_file and key not in given and key in load_config_file(config_file):
+            message += f" (in {config_file})"
+        raise ValueError(message) from None
     for name in ("images", "masks", "val_images", "val_masks", "balance"):  # config.json holds
         value = getattr(config, name)  # absolute paths, so --resume works from any folder (a
         if value and value not in BALANCE and os.path.exists(value):  # missing one: as typed,

@@ -171,13 +171,13 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
     step = int(model.optimizer.iterations.numpy())
     initial_epoch = step // config.steps_per_epoch
     if resume:
+        if initial_epoch >= config.epochs:
+            raise ValueError(f"{run_dir} already finished {initial_epoch} of {config.epochs} "
+                             "epochs; pass a larger --epochs to train on")
         say(f"Resuming at epoch {initial_epoch + 1} of {config.epochs} (optimizer step {step}).")
         if config.lr_schedule == "cosine":  # the checkpoint's schedule ends at the old total;
             # a run resumed with a larger --epochs follows the cosine over the new one
             model.optimizer.learning_rate = _learning_rate(config)
-        if initial_epoch >= config.epochs:
-            raise ValueError(f"{run_dir} already finished {initial_epoch} of {config.epochs} "
-                             "epochs; pass a larger --epochs to train on")
     return model, unet, initial_epoch
 
 

@@ -268,6 +268,9 @@ def test_resume_with_more_epochs_trains_on_under_the_cosine_schedule(tmp_path):
                 for a, b in zip(before.get_weights(), after.get_weights()))
     assert moved > 1e-6  # before the fix: exactly 0, the extra epochs ran at rate 0
     assert float(after.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # ends at 0
+    fewer = run("fit", "--resume", run_dir, "--epochs", "3")  # refused before any data is read
+    assert fewer.exit_code == 1 and "already finished 4 of 3 epochs" in fewer.output
+    assert "Read " not in fewer.output and "Resuming" not in fewer.output
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
