@@ -103,12 +103,22 @@ _LINE_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (
                  (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
+    """At most ``n`` round y-tick values (steps of 1, 2, 2.5 or 5 times a power of ten, the
+    smallest that fits) from ``lo`` to ``hi``, as the axis labels (the axis itself keeps the
+    data's range)."""
+    power = 10.0 ** np.floor(np.log10((hi - lo) / n))
+    for step in (m * power for m in (1, 2, 2.5, 5, 10, 20)):
+        first, last = np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9)
+        if last - first + 1 <= n:
+            break
+    return np.round(np.arange(first, last + 0.5) * step, 10) + 0.0  # + 0.0: no "-0"
 def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
            size: tuple[int, int] = (520, 360), xlabel: str = "epoch") -> np.ndarray:
     """One line chart, RGB uint8: axes with ticks, one coloured line per series, a legend.
     ``epochs`` are the x positions (of every series; NaN values are left out)."""
     w, h = size
-    left, right, top, bottom = 60, 15, 48, 40
+    left, right, top, bottom = 60, 30, 48, 40  # the right margin parts it from the next panel
     font = cv2.FONT_HERSHEY_SIMPLEX
     legend, x, y = [], left, 34  # the legend in rows between the title and the plot area
     for name in series:
@@ -126,6 +136,7 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
         lo, hi = lo - 0.5, hi + 0.5
     pad = 0.05 * (hi - lo)
     lo, hi = lo - pad, hi + pad
+    ticks = _nice_ticks(lo, hi)
     e0, e1 = min(epochs), max(epochs)
     e1 = e1 if e1 > e0 else e0 + 1
 
@@ -135,14 +146,12 @@ def _panel(series: dict[str, list[float]], epochs: list[float], title: str,
         return int(round(x)), int(round(y))
 
     cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    for k in range(5):  # y ticks
-        v = lo + (hi - lo) * k / 4
+    for v in ticks:  # y ticks
         _, y = to_px(e0, v)
         cv2.line(img, (left - 4, y), (left, y), (0, 0, 0), 1)
         cv2.line(img, (left + 1, y), (w - right - 1, y), (230, 230, 230), 1)
         cv2.putText(img, f"{v:.3g}", (2, y + 4), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
-    step = max(1, int(np.ceil((e1 - e0) / 5)))
-    for e in range(int(e0), int(e1) + 1, step):
+    for e in (int(t) for t in _nice_ticks(e0, e1, 6) if t == int(t)):  # whole epochs
         x, _ = to_px(e, lo)
         cv2.line(img, (x, h - bottom), (x, h - bottom + 4), (0, 0, 0), 1)
         cv2.putText(img, str(e), (x - 6, h - bottom + 16), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)

@@ -29,3 +29,13 @@ def test_a_long_legend_wraps_instead_of_running_off_the_panel():
     assert metrics_panel.shape[0] > 360  # taller by the extra legend rows
     # nothing drawn in the panel's rightmost 10 px column band above the plot area (no spill)
     assert (metrics_panel[:60, -10:] == 255).all()
+
+
+def test_y_ticks_are_round_numbers_within_the_values():
+    from keras_unet.visualize import _nice_ticks
+
+    assert _nice_ticks(0.0406, 0.597).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert str(_nice_ticks(-0.0175, 1.02)[0]) == "0.0"  # never -0
+    assert _nice_ticks(0.65, 30.4).tolist() == [10.0, 20.0, 30.0]
+    assert _nice_ticks(-0.0175, 1.02).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert _nice_ticks(3.0, 5.0).tolist() == [3.0, 3.5, 4.0, 4.5, 5.0]
