@@ -28,7 +28,7 @@ FIT = TrainConfig()  # the defaults fit trains with, so the map shown is the map
 @click.option("--axes", help="Axes of a TIFF mask whose file does not say (e.g. YX).")
 def weight_map(mask, w0, sigma, class_weights, mask_type, border_width, output, axes) -> None:
     """Write the weight map of MASK as .npy (exact values) and a colour-mapped .png."""
-    from keras_unet.runs import as_option
+    from keras_unet.settings import as_option
     from keras_unet.visualize import weight_map_files
 
     try:

@@ -338,7 +338,7 @@ def export_bioimageio_file(
     card = packaged_card(source.packaged) if source.packaged else None
     if card:  # its card, not the paths it was trained from on the developers' machine
         info = {"description": card["description"], "authors": "keras-unet developers", **info}
-        config = packaged_config(source.packaged, config)
+        config = packaged_config(source.packaged, config, card)
     zip_path = export_bioimageio(
         unet, output, name=name, image=None if image is None else read_image(image),
         config=config, history=last_figures(history), log=say, card=card, **info)

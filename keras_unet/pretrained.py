@@ -84,12 +84,14 @@ def packaged_card(name: str) -> dict[str, Any]:
             "cite": cite, "card": card}
 
 
-def packaged_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+def packaged_config(name: str, config: dict[str, Any],
+                    card: dict[str, Any] | None = None) -> dict[str, Any]:
     """A packaged model's training configuration as its exports record it: the data paths of
-    the machine it was trained on give way to what the data were (:func:`packaged_card`)."""
+    the machine it was trained on give way to what the data were (``card``, read with
+    :func:`packaged_card` when not given)."""
     local = ("images", "masks", "val_images", "val_masks", "balance")
     return {k: v for k, v in config.items() if k not in local} | {
-        "images": packaged_card(name)["data"]}
+        "images": (card or packaged_card(name))["data"]}
 
 
 def sample(name: str = "nuclei") -> Path:

@@ -30,8 +30,8 @@ from typing import Any, Mapping
 
 from dataclasses import dataclass
 
-from .config import ADDED_SETTINGS, BALANCE, PRESETS, TrainConfig, option_fields
-from .settings import load_config_file, resolve_config
+from .config import ADDED_SETTINGS, BALANCE, PRESETS, TrainConfig
+from .settings import as_option, load_config_file, resolve_config
 from .files import atomic_path, check_writable
 
 __all__ = ["RunPlan", "plan_run", "worker_info", "own_run_dir", "default_run_dir", "claim_run_dir", "holds_run",
@@ -92,6 +92,12 @@ def claim_run_dir(run_dir: str | os.PathLike, strategy: str = "default",
     return own
 
 
+def finished(run_dir: str | os.PathLike, done: int, epochs: int) -> ValueError:
+    """The error for resuming a run that already did its ``epochs``."""
+    return ValueError(f"{run_dir} already finished {done} of {epochs} epochs; pass a larger "
+                      "--epochs to train on")
+
+
 def resume_config(run_dir: str | os.PathLike, epochs: int | None = None) -> TrainConfig:
     """The recorded settings of the run in ``run_dir`` (``epochs`` may be raised to train on)."""
     run_dir = Path(run_dir)
@@ -114,8 +120,7 @@ def resume_config(run_dir: str | os.PathLike, epochs: int | None = None) -> Trai
     history = run_dir / "history.csv"  # a row per epoch done (one more after a kill mid-save)
     rows = max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else 0
     if rows - 1 >= config.epochs:  # surely done, before any data is read
-        raise ValueError(f"{run_dir} already finished {rows} of {config.epochs} epochs; pass "
-                         "a larger --epochs to train on")
+        raise finished(run_dir, rows, config.epochs)
     return config.validate()
 
 
@@ -172,18 +177,6 @@ class RunPlan:
     config: TrainConfig
     run_dir: Path
     resume: bool = False
-
-
-def as_option(message: str, given: Mapping[str, Any]) -> str:
-    """A setting's error in the words the user typed: ``hed_jitter must ...`` becomes
-    ``--hed-jitter must ...`` when the value came from the command line (``given``); a value from
-    a ``--config`` file keeps its key."""
-    key = message.split(" ", 1)[0]
-    meta = next((f.metadata for f in option_fields() if f.name == key), None)
-    if key not in given or meta is None:
-        return message
-    option = meta.get("flag", meta.get("option", "--" + key.replace("_", "-")))
-    return option.split("/")[0] + message[len(key):]
 
 
 def plan_run(

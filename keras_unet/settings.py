@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import FINETUNE_LR, PRESETS, Augmentation, TrainConfig, check_keys
+from .config import FINETUNE_LR, PRESETS, Augmentation, TrainConfig, check_keys, option_fields
 
-__all__ = ["load_config_file", "resolve_config"]
+__all__ = ["load_config_file", "resolve_config", "as_option"]
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -87,3 +87,15 @@ def resolve_config(
         values.update(Augmentation.off().to_dict())
     config = TrainConfig.from_dict(values)
     return config.validate() if validate else config
+
+
+def as_option(message: str, given: Mapping[str, Any]) -> str:
+    """A setting's error in the words the user typed: ``hed_jitter must ...`` becomes
+    ``--hed-jitter must ...`` when the value came from the command line (``given``); a value from
+    a ``--config`` file keeps its key."""
+    key = message.split(" ", 1)[0]
+    meta = next((f.metadata for f in option_fields() if f.name == key), None)
+    if key not in given or meta is None:
+        return message
+    option = meta.get("flag", meta.get("option", "--" + key.replace("_", "-")))
+    return option.split("/")[0] + message[len(key):]

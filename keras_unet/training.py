@@ -35,7 +35,7 @@ from .losses import build_training_model, unet_from_training_model
 from .model import build_unet
 from .prepare import load_training_data, prepare_training_set
 from .preprocess import Normalizer, instance_settings_of, set_instance_settings
-from .runs import RunPlan, own_run_dir, read_history, trim_history
+from .runs import RunPlan, finished, own_run_dir, read_history, trim_history
 
 __all__ = [
     "TrainResult",
@@ -172,8 +172,7 @@ def _models(config: TrainConfig, data: TrainingSet, run_dir: Path, resume: bool,
     initial_epoch = step // config.steps_per_epoch
     if resume:
         if initial_epoch >= config.epochs:
-            raise ValueError(f"{run_dir} already finished {initial_epoch} of {config.epochs} "
-                             "epochs; pass a larger --epochs to train on")
+            raise finished(run_dir, initial_epoch, config.epochs)
         say(f"Resuming at epoch {initial_epoch + 1} of {config.epochs} (optimizer step {step}).")
         if config.lr_schedule == "cosine":  # the checkpoint's schedule ends at the old total;
             # a run resumed with a larger --epochs follows the cosine over the new one
